@@ -1,0 +1,2 @@
+//! placeholder until the iam_policy benchmark lands
+fn main() {}

@@ -1,0 +1,2 @@
+//! placeholder until the iam_sigv4 benchmark lands
+fn main() {}

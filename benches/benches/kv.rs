@@ -1,0 +1,2 @@
+//! placeholder until the kv benchmark lands
+fn main() {}

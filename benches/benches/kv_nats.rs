@@ -1,0 +1,2 @@
+//! placeholder until the kv_nats benchmark lands
+fn main() {}

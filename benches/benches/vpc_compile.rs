@@ -1,0 +1,2 @@
+//! placeholder until the vpc_compile benchmark lands
+fn main() {}

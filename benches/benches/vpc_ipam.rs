@@ -1,0 +1,2 @@
+//! placeholder until the vpc_ipam benchmark lands
+fn main() {}

@@ -1,0 +1,1 @@
+//! (filled by the hive-iam work; see the crate docs.)
