@@ -1,4 +1,5 @@
-//! The storage port: what every adapter implements. (Initial shape; the storage work refines it.)
+//! The storage port: what every adapter implements, with JetStream KV semantics (see the crate
+//! docs for the rules every adapter follows).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +62,9 @@ pub enum KvError {
         /// The bucket's limit.
         limit: usize,
     },
-    /// The backend cannot be reached or did not answer in time.
+    /// The backend cannot be reached or did not answer in time. For a write the outcome is
+    /// unknown (it may still be applied, e.g. flushed by a reconnecting NATS client): re-read
+    /// before retrying, or retry with compare-and-swap.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
     /// A value could not be encoded or decoded.
@@ -82,6 +85,47 @@ pub struct BucketConfig {
     pub replicas: usize,
     /// Largest accepted value in bytes; `None` means the adapter's default limit.
     pub max_value_size: Option<usize>,
+}
+
+impl BucketConfig {
+    /// A bucket keeping one revision per key, no TTL, one replica, the default value limit.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            history: 1,
+            ttl: None,
+            replicas: 1,
+            max_value_size: None,
+        }
+    }
+
+    /// The same configuration keeping `history` revisions per key.
+    #[must_use]
+    pub fn with_history(mut self, history: u8) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// The same configuration with entries expiring after `ttl`.
+    #[must_use]
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    /// The same configuration with `replicas` copies (JetStream clusters).
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The same configuration accepting values up to `max` bytes.
+    #[must_use]
+    pub fn with_max_value_size(mut self, max: usize) -> Self {
+        self.max_value_size = Some(max);
+        self
+    }
 }
 
 /// What happened to a key at a revision.

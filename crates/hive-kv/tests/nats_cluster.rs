@@ -1,0 +1,115 @@
+//! Replication: a 3-node JetStream cluster on loopback and a bucket with 3 replicas. The node
+//! leading the bucket's stream is killed during a stream of writes: every acknowledged write is
+//! still readable afterwards, and writes continue once a new leader is elected.
+
+// Test code: helpers outside #[test] functions may unwrap too.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hive_kv::nats::{NatsOptions, NatsStore};
+use hive_kv::testing::NatsCluster;
+use hive_kv::{BucketConfig, KvError, KvStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_losing_the_leader() {
+    let mut cluster = NatsCluster::start(3);
+    let options = NatsOptions {
+        op_timeout: Duration::from_secs(2),
+        ..NatsOptions::default()
+    };
+    let store = NatsStore::connect(&cluster.urls(), options).await.unwrap();
+    let config = BucketConfig::new("replicated").with_replicas(3);
+    // The JetStream meta group may still be settling right after start.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let bucket = loop {
+        match store.create_or_open(&config).await {
+            Ok(bucket) => break bucket,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("bucket not ready yet: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("cannot create the replicated bucket: {e}"),
+        }
+    };
+
+    let mut acked: BTreeMap<String, (Bytes, u64)> = BTreeMap::new();
+    let mut failed = 0usize;
+    let mut i = 0u64;
+    let mut write = async |acked: &mut BTreeMap<String, (Bytes, u64)>, failed: &mut usize| {
+        i += 1;
+        let key = format!("k{i}");
+        let value = Bytes::from(format!("value-{i}"));
+        match bucket.put(&key, value.clone()).await {
+            Ok(rev) => {
+                acked.insert(key, (value, rev));
+            }
+            Err(KvError::Unavailable(_)) => {
+                *failed += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(other) => panic!("failover must only look like unavailability, got {other:?}"),
+        }
+    };
+    while acked.len() < 100 {
+        write(&mut acked, &mut failed).await;
+    }
+    assert_eq!(failed, 0, "writes failed before any node was lost");
+
+    // Kill the stream's leader: the hardest node to lose.
+    let js = async_nats::jetstream::new(store.client().clone());
+    let info = js
+        .get_stream("KV_replicated")
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    let leader = info
+        .cluster
+        .and_then(|c| c.leader)
+        .expect("stream has a leader");
+    let victim = (0..cluster.len())
+        .find(|&n| cluster.name(n) == Some(leader.as_str()))
+        .expect("leader is one of our nodes");
+    cluster.kill(victim);
+    let killed_at = Instant::now();
+    let before_kill = acked.len();
+
+    // Writes continue once a new leader is elected.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.len() < before_kill + 100 {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after losing node {victim}: {} acked after the kill, {failed} failed",
+            acked.len() - before_kill
+        );
+        write(&mut acked, &mut failed).await;
+    }
+    eprintln!(
+        "killed leader {leader}; {failed} writes failed during failover; resumed within {:?}",
+        killed_at.elapsed()
+    );
+
+    // Every acknowledged write is readable, with its value and revision.
+    let check = async |acked: &BTreeMap<String, (Bytes, u64)>| {
+        for (key, (value, rev)) in acked {
+            let entry = bucket
+                .get(key)
+                .await
+                .unwrap()
+                .expect("acknowledged write lost");
+            assert_eq!((&entry.value, entry.revision), (value, *rev), "{key}");
+        }
+    };
+    check(&acked).await;
+
+    // The node comes back, catches up, and the data is still all there.
+    cluster.restart(victim).unwrap();
+    write(&mut acked, &mut failed).await;
+    check(&acked).await;
+    let keys = bucket.keys(Some("k")).await.unwrap();
+    assert_eq!(keys.len(), acked.len());
+}
