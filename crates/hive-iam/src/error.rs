@@ -1,1 +1,107 @@
-//! (filled by the hive-iam work; see the crate docs.)
+//! The error type of the identity core, [`IamError`], with the AWS error code of each case.
+//!
+//! Frontends map an `IamError` to the wire with [`IamError::code`] and
+//! [`IamError::http_status`]; messages follow AWS's wording where AWS has one and never contain
+//! secrets.
+
+use crate::policy::PolicyError;
+use crate::seal::SealError;
+use crate::sigv4::SigV4Error;
+
+/// Errors of the identity core. Each variant maps to one AWS error code.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// The named entity does not exist (`NoSuchEntity`).
+    #[error("{0}")]
+    NoSuchEntity(String),
+    /// An entity with that name already exists in the account (`EntityAlreadyExists`).
+    #[error("{0}")]
+    EntityAlreadyExists(String),
+    /// The entity still has subordinate entities or attachments (`DeleteConflict`).
+    #[error("{0}")]
+    DeleteConflict(String),
+    /// An AWS quota would be exceeded (`LimitExceeded`).
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A policy document is not valid (`MalformedPolicyDocument`) or too large
+    /// (`LimitExceeded`).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A parameter fails AWS's pattern or length constraints (`ValidationError`).
+    #[error("{0}")]
+    Validation(String),
+    /// A parameter is well-formed but not acceptable here (`InvalidInput`).
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The temporary credentials have expired (`ExpiredToken`).
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
+    /// Compare-and-swap kept losing to concurrent writers (`ConcurrentModification`).
+    #[error("{0}")]
+    ConcurrentModification(String),
+    /// A stored record could not be decoded (`ServiceFailure`).
+    #[error("stored record {key:?} is corrupt: {reason}")]
+    CorruptRecord {
+        /// Storage key of the record.
+        key: String,
+        /// Decoder message (never contains the record's contents).
+        reason: String,
+    },
+    /// Sealing or opening a secret failed (`ServiceFailure`).
+    #[error("secret sealing: {0}")]
+    Seal(#[from] SealError),
+    /// The storage backend failed (`ServiceFailure`).
+    #[error("storage: {0}")]
+    Storage(#[from] hive_kv::KvError),
+    /// Signature verification failed (the SigV4 error's own code).
+    #[error(transparent)]
+    SigV4(#[from] SigV4Error),
+}
+
+impl IamError {
+    /// The AWS error code, as sent in `<Code>`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NoSuchEntity(_) => "NoSuchEntity",
+            Self::EntityAlreadyExists(_) => "EntityAlreadyExists",
+            Self::DeleteConflict(_) => "DeleteConflict",
+            Self::LimitExceeded(_) => "LimitExceeded",
+            Self::Policy(PolicyError::Malformed(_)) => "MalformedPolicyDocument",
+            Self::Policy(PolicyError::TooLarge { .. }) => "LimitExceeded",
+            Self::Validation(_) => "ValidationError",
+            Self::InvalidInput(_) => "InvalidInput",
+            Self::ExpiredToken => "ExpiredToken",
+            Self::ConcurrentModification(_) => "ConcurrentModification",
+            Self::CorruptRecord { .. } | Self::Seal(_) | Self::Storage(_) => "ServiceFailure",
+            Self::SigV4(e) => e.code(),
+        }
+    }
+
+    /// The HTTP status AWS answers with for this error.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::NoSuchEntity(_) => 404,
+            Self::EntityAlreadyExists(_)
+            | Self::DeleteConflict(_)
+            | Self::Policy(PolicyError::TooLarge { .. })
+            | Self::LimitExceeded(_)
+            | Self::ConcurrentModification(_) => 409,
+            Self::Policy(PolicyError::Malformed(_))
+            | Self::Validation(_)
+            | Self::InvalidInput(_) => 400,
+            Self::ExpiredToken => 403,
+            Self::CorruptRecord { .. } | Self::Seal(_) => 500,
+            Self::Storage(hive_kv::KvError::Unavailable(_)) => 503,
+            Self::Storage(_) => 500,
+            Self::SigV4(e) => e.http_status(),
+        }
+    }
+
+    /// Whether the client is at fault (`Sender`) rather than the service (`Receiver`).
+    pub fn is_sender_fault(&self) -> bool {
+        self.http_status() < 500
+    }
+}
+
+/// Result alias of the identity core.
+pub type Result<T, E = IamError> = std::result::Result<T, E>;

@@ -1,1 +1,0 @@
-//! (filled by the hive-iam work; see the crate docs.)
