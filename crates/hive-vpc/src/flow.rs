@@ -39,7 +39,11 @@ impl Flow {
 impl fmt::Display for Flow {
     /// `table=T,priority=P,cookie=0xC,MATCH,actions=A`, one `ovs-ofctl add-flow` line.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "table={},priority={},cookie={:#x}", self.table, self.priority, self.cookie)?;
+        write!(
+            f,
+            "table={},priority={},cookie={:#x}",
+            self.table, self.priority, self.cookie
+        )?;
         if !self.matches.is_empty() {
             write!(f, ",{}", self.matches)?;
         }
@@ -61,7 +65,8 @@ impl FlowProgram {
 
     /// Add a flow; a flow with the same identity is replaced and returned.
     pub fn insert(&mut self, flow: Flow) -> Option<Flow> {
-        self.flows.insert((flow.table, flow.priority, flow.matches.clone()), flow)
+        self.flows
+            .insert((flow.table, flow.priority, flow.matches.clone()), flow)
     }
 
     /// Number of flows.
@@ -110,13 +115,28 @@ impl FlowProgram {
     }
 }
 
-impl FromIterator<Flow> for FlowProgram {
-    fn from_iter<I: IntoIterator<Item = Flow>>(iter: I) -> Self {
-        let mut program = FlowProgram::new();
-        for flow in iter {
-            program.insert(flow);
+impl FlowProgram {
+    /// Apply a diff (as the switch would apply its bundle): deletes, then modifies, then adds.
+    pub fn apply(&mut self, diff: &FlowDiff) {
+        for flow in &diff.delete {
+            self.flows
+                .remove(&(flow.table, flow.priority, flow.matches.clone()));
         }
-        program
+        for flow in diff.modify.iter().chain(&diff.add) {
+            self.insert(flow.clone());
+        }
+    }
+}
+
+impl FromIterator<Flow> for FlowProgram {
+    /// Collect flows; of several flows with one identity only one is kept.
+    fn from_iter<I: IntoIterator<Item = Flow>>(iter: I) -> Self {
+        // Bulk construction from sorted input is much faster than one insert per flow.
+        let flows = iter
+            .into_iter()
+            .map(|flow| ((flow.table, flow.priority, flow.matches.clone()), flow))
+            .collect();
+        FlowProgram { flows }
     }
 }
 
@@ -178,19 +198,31 @@ mod tests {
     use super::*;
 
     fn flow(table: u8, priority: u16, matches: &str, actions: &str) -> Flow {
-        Flow { table, priority, cookie: 1, matches: matches.into(), actions: actions.into() }
+        Flow {
+            table,
+            priority,
+            cookie: 1,
+            matches: matches.into(),
+            actions: actions.into(),
+        }
     }
 
     #[test]
     fn diff_is_minimal_and_strict() {
-        let old: FlowProgram =
-            [flow(0, 0, "", "drop"), flow(0, 100, "ip", "ct(table=1)"), flow(1, 10, "tcp", "normal")]
-                .into_iter()
-                .collect();
-        let new: FlowProgram =
-            [flow(0, 0, "", "drop"), flow(0, 100, "ip", "ct(table=2)"), flow(1, 20, "udp", "normal")]
-                .into_iter()
-                .collect();
+        let old: FlowProgram = [
+            flow(0, 0, "", "drop"),
+            flow(0, 100, "ip", "ct(table=1)"),
+            flow(1, 10, "tcp", "normal"),
+        ]
+        .into_iter()
+        .collect();
+        let new: FlowProgram = [
+            flow(0, 0, "", "drop"),
+            flow(0, 100, "ip", "ct(table=2)"),
+            flow(1, 20, "udp", "normal"),
+        ]
+        .into_iter()
+        .collect();
         let diff = old.diff(&new);
         assert_eq!(diff.add, vec![flow(1, 20, "udp", "normal")]);
         assert_eq!(diff.modify, vec![flow(0, 100, "ip", "ct(table=2)")]);
@@ -202,5 +234,8 @@ mod tests {
              add table=1,priority=20,cookie=0x1,udp,actions=normal\n"
         );
         assert!(new.diff(&new).is_empty());
+        let mut patched = old.clone();
+        patched.apply(&diff);
+        assert_eq!(patched, new);
     }
 }

@@ -9,5 +9,19 @@
 //! - the flow compiler that turns one node's desired state into the program for `hive-vpc0`,
 //!   and a reference model of AWS security-group semantics it is proven against.
 
+pub mod compile;
 pub mod flow;
+pub mod interp;
 pub mod model;
+pub mod reference;
+
+mod bitmap;
+pub mod cidr;
+pub mod config;
+pub mod eni;
+pub mod error;
+pub mod ids;
+pub mod ipam;
+pub mod security_group;
+pub mod vlan;
+pub mod vpc;
