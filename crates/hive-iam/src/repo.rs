@@ -391,22 +391,47 @@ impl IamRepo {
         }
     }
 
-    async fn list_prefix<T>(
+    /// The `List*` actions: every record of one kind in an account whose path starts with
+    /// `path_prefix` (default `/`).
+    async fn list_by_path<T>(
         bucket: &TypedBucket<T>,
         account_id: &str,
         kind: EntityKind,
+        path_prefix: Option<&str>,
+        path: fn(&T) -> &str,
     ) -> Result<Vec<T>>
     where
         T: Serialize + DeserializeOwned + Send + Sync,
     {
         validate_account_id(account_id)?;
-        let prefix = format!("{account_id}.{}.", kind.arn_type());
+        let key_prefix = format!("{account_id}.{}.", kind.arn_type());
+        let path_prefix = path_prefix.unwrap_or("/");
         Ok(bucket
-            .list(Some(&prefix))
+            .list(Some(&key_prefix))
             .await?
             .into_iter()
             .map(|(_, v)| v.value)
+            .filter(|record| path(record).starts_with(path_prefix))
             .collect())
+    }
+
+    /// The `Get*` actions for groups and roles: the record under its name, or `NoSuchEntity`.
+    async fn get_named<T>(
+        bucket: &TypedBucket<T>,
+        account_id: &str,
+        kind: EntityKind,
+        name: &str,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+    {
+        validate_account_id(account_id)?;
+        let key = entity_key(account_id, kind, name);
+        bucket
+            .get(&key)
+            .await?
+            .map(|v| v.value)
+            .ok_or_else(|| no_such(kind, name))
     }
 
     /// Applies `change` to the user, group or role named by `target`; returns its ARN.
@@ -506,12 +531,14 @@ impl IamRepo {
         account_id: &str,
         path_prefix: Option<&str>,
     ) -> Result<Vec<UserRecord>> {
-        let prefix = path_prefix.unwrap_or("/");
-        Ok(Self::list_prefix(&self.users, account_id, EntityKind::User)
-            .await?
-            .into_iter()
-            .filter(|u| u.path.starts_with(prefix))
-            .collect())
+        Self::list_by_path(
+            &self.users,
+            account_id,
+            EntityKind::User,
+            path_prefix,
+            |u: &UserRecord| &u.path,
+        )
+        .await
     }
 
     /// `DeleteUser`: refused while the user has access keys, policies or group memberships.
@@ -613,13 +640,7 @@ impl IamRepo {
 
     /// `GetGroup` (the record; its `members` list names the users).
     pub async fn get_group(&self, account_id: &str, name: &str) -> Result<GroupRecord> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::Group, name);
-        self.groups
-            .get(&key)
-            .await?
-            .map(|v| v.value)
-            .ok_or_else(|| no_such(EntityKind::Group, name))
+        Self::get_named(&self.groups, account_id, EntityKind::Group, name).await
     }
 
     /// `ListGroups`, filtered by path prefix.
@@ -628,14 +649,14 @@ impl IamRepo {
         account_id: &str,
         path_prefix: Option<&str>,
     ) -> Result<Vec<GroupRecord>> {
-        let prefix = path_prefix.unwrap_or("/");
-        Ok(
-            Self::list_prefix(&self.groups, account_id, EntityKind::Group)
-                .await?
-                .into_iter()
-                .filter(|g| g.path.starts_with(prefix))
-                .collect(),
+        Self::list_by_path(
+            &self.groups,
+            account_id,
+            EntityKind::Group,
+            path_prefix,
+            |g: &GroupRecord| &g.path,
         )
+        .await
     }
 
     /// `DeleteGroup`: refused while it has members, attached or inline policies.
@@ -830,13 +851,7 @@ impl IamRepo {
 
     /// `GetRole`.
     pub async fn get_role(&self, account_id: &str, name: &str) -> Result<RoleRecord> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::Role, name);
-        self.roles
-            .get(&key)
-            .await?
-            .map(|v| v.value)
-            .ok_or_else(|| no_such(EntityKind::Role, name))
+        Self::get_named(&self.roles, account_id, EntityKind::Role, name).await
     }
 
     /// `ListRoles`, filtered by path prefix.
@@ -845,12 +860,14 @@ impl IamRepo {
         account_id: &str,
         path_prefix: Option<&str>,
     ) -> Result<Vec<RoleRecord>> {
-        let prefix = path_prefix.unwrap_or("/");
-        Ok(Self::list_prefix(&self.roles, account_id, EntityKind::Role)
-            .await?
-            .into_iter()
-            .filter(|r| r.path.starts_with(prefix))
-            .collect())
+        Self::list_by_path(
+            &self.roles,
+            account_id,
+            EntityKind::Role,
+            path_prefix,
+            |r: &RoleRecord| &r.path,
+        )
+        .await
     }
 
     /// `UpdateAssumeRolePolicy`.
@@ -1003,14 +1020,14 @@ impl IamRepo {
         account_id: &str,
         path_prefix: Option<&str>,
     ) -> Result<Vec<PolicyRecord>> {
-        let prefix = path_prefix.unwrap_or("/");
-        Ok(
-            Self::list_prefix(&self.policies, account_id, EntityKind::Policy)
-                .await?
-                .into_iter()
-                .filter(|p| p.path.starts_with(prefix))
-                .collect(),
+        Self::list_by_path(
+            &self.policies,
+            account_id,
+            EntityKind::Policy,
+            path_prefix,
+            |p: &PolicyRecord| &p.path,
         )
+        .await
     }
 
     /// `DeletePolicy`: refused while attached anywhere or with non-default versions.
