@@ -28,12 +28,13 @@
 //! | `HIVE_AUTH_FAILURE_WINDOW_SECS` | `server.auth_failure_window_secs` |
 //! | `HIVE_AUTH_BAN_SECS` | `server.auth_ban_secs` |
 //! | `HIVE_SETUP_TOKEN` | `server.setup_token` (secret) |
+//! | `HIVE_REGION` | `server.region` |
 //! | `HIVE_DATA_DIR` | `storage.data_dir` |
 //! | `HIVE_NATS_URL` | `storage.nats_url` (empty: none) |
 //! | `HIVE_REPLICAS` | `storage.replicas` |
 //! | `HIVE_STORAGE_CONNECT_TIMEOUT_MS` | `storage.connect_timeout_ms` |
 //! | `HIVE_STORAGE_OP_TIMEOUT_MS` | `storage.op_timeout_ms` |
-//! | `HIVE_VPC_ENABLED`, `HIVE_VPC_BRIDGE_NAME`, `HIVE_VPC_DEFAULT_CIDR`, `HIVE_VPC_DEFAULT_SUBNET_CIDR`, `HIVE_VPC_GATEWAY_IP`, `HIVE_VPC_NAT_ENABLED`, `HIVE_VPC_METADATA_ENABLED`, `HIVE_VPC_METADATA_IP` | `[vpc]` keys |
+//! | `HIVE_VPC_ENABLED`, `HIVE_VPC_BRIDGE_NAME`, `HIVE_VPC_DEFAULT_CIDR`, `HIVE_VPC_DEFAULT_SUBNET_CIDR`, `HIVE_VPC_GATEWAY_IP`, `HIVE_VPC_NAT_ENABLED`, `HIVE_VPC_METADATA_ENABLED`, `HIVE_VPC_METADATA_IP`, `HIVE_VPC_DATAPATH_TYPE` | `[vpc]` keys |
 //! | `HIVE_IAM_ENABLED`, `HIVE_IAM_KV_BUCKET_USERS`, `HIVE_IAM_KV_BUCKET_ROLES`, `HIVE_IAM_KV_BUCKET_POLICIES`, `HIVE_IAM_KV_BUCKET_ACCESS_KEYS`, `HIVE_IAM_KV_BUCKET_SESSIONS` | `[iam]` keys |
 //! | `HIVE_ENCRYPTION_KEY` | `iam.encryption_key` (secret: 64 hex characters) |
 //!
@@ -55,6 +56,9 @@ use zeroize::Zeroizing;
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 8700);
 
+/// The default region.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
 /// Every environment variable read by [`Config::load`], for documentation and `--help`.
 pub const ENV_VARS: &[&str] = &[
     "HIVE_LISTEN",
@@ -70,6 +74,7 @@ pub const ENV_VARS: &[&str] = &[
     "HIVE_AUTH_BAN_SECS",
     "HIVE_SETUP_TOKEN",
     "HIVE_SETUP_TOKEN_FILE",
+    "HIVE_REGION",
     "HIVE_DATA_DIR",
     "HIVE_NATS_URL",
     "HIVE_REPLICAS",
@@ -83,6 +88,7 @@ pub const ENV_VARS: &[&str] = &[
     "HIVE_VPC_NAT_ENABLED",
     "HIVE_VPC_METADATA_ENABLED",
     "HIVE_VPC_METADATA_IP",
+    "HIVE_VPC_DATAPATH_TYPE",
     "HIVE_IAM_ENABLED",
     "HIVE_IAM_KV_BUCKET_USERS",
     "HIVE_IAM_KV_BUCKET_ROLES",
@@ -218,8 +224,11 @@ pub struct ServerConfig {
     pub auth_failure_window_secs: u64,
     /// How long a throttled source is refused, in seconds (default 60).
     pub auth_ban_secs: u64,
-    /// One-time token guarding bootstrap through the API (optional, secret).
+    /// One-time token guarding bootstrap through the API (optional, secret). When set, the
+    /// server does not bootstrap the admin by itself; see `hive_api::bootstrap`.
     pub setup_token: Option<Secret>,
+    /// The region this endpoint serves (`aws:RequestedRegion`; default `us-east-1`).
+    pub region: String,
 }
 
 impl Default for ServerConfig {
@@ -237,6 +246,7 @@ impl Default for ServerConfig {
             auth_failure_window_secs: 60,
             auth_ban_secs: 60,
             setup_token: None,
+            region: DEFAULT_REGION.to_owned(),
         }
     }
 }
@@ -403,6 +413,7 @@ impl Config {
         set!("HIVE_AUTH_FAILURE_WINDOW_SECS", s.auth_failure_window_secs);
         set!("HIVE_AUTH_BAN_SECS", s.auth_ban_secs);
         set!("HIVE_SETUP_TOKEN", s.setup_token);
+        set!("HIVE_REGION", s.region);
         let st = &mut self.storage;
         set!("HIVE_DATA_DIR", st.data_dir);
         set!("HIVE_NATS_URL", st.nats_url);
@@ -418,6 +429,7 @@ impl Config {
         set!("HIVE_VPC_NAT_ENABLED", v.nat_enabled);
         set!("HIVE_VPC_METADATA_ENABLED", v.metadata_enabled);
         set!("HIVE_VPC_METADATA_IP", v.metadata_ip);
+        set!("HIVE_VPC_DATAPATH_TYPE", v.datapath_type);
         let i = &mut self.iam;
         set!("HIVE_IAM_ENABLED", i.enabled);
         set!("HIVE_IAM_KV_BUCKET_USERS", i.kv_bucket_users);
@@ -480,6 +492,18 @@ impl Config {
             return Err(invalid(
                 "server.tls_cert",
                 "tls_cert and tls_key must be given together",
+            ));
+        }
+        let region = &self.server.region;
+        if region.is_empty()
+            || region.len() > 64
+            || !region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(invalid(
+                "server.region",
+                "must be a region name such as us-east-1 (lower-case letters, digits, '-')",
             ));
         }
         if self.storage.replicas == 0 {
@@ -662,6 +686,7 @@ mod tests {
             "tls_cert",
             "tls_key",
             "setup_token",
+            "region",
             "data_dir",
             "nats_url",
             "replicas",
@@ -866,6 +891,26 @@ mod tests {
         )
         .expect_err("cert without key");
         assert!(e.to_string().contains("tls"));
+    }
+
+    #[test]
+    fn region_defaults_to_us_east_1_and_is_validated() {
+        let c = Config::load(None, env_of(&[]), &Overrides::default()).expect("defaults");
+        assert_eq!(c.server.region, "us-east-1");
+        let c = Config::load(
+            None,
+            env_of(&[("HIVE_REGION", "eu-west-3")]),
+            &Overrides::default(),
+        )
+        .expect("env region");
+        assert_eq!(c.server.region, "eu-west-3");
+        let e = Config::load(
+            None,
+            env_of(&[("HIVE_REGION", "Not A Region")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad region");
+        assert!(e.to_string().contains("server.region"), "{e}");
     }
 
     #[test]

@@ -201,6 +201,12 @@ impl ApiError {
         )
     }
 
+    /// The caller may not perform the action (`AccessDenied`, 403); `message` is the policy
+    /// engine's AWS-style explanation.
+    pub fn access_denied(message: impl Into<String>) -> Self {
+        Self::new("AccessDenied", message, 403)
+    }
+
     /// The service failed (`InternalFailure`, 500). Log the cause before calling this: the
     /// client only sees a generic message.
     pub fn internal() -> Self {

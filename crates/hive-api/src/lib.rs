@@ -15,13 +15,25 @@
 //! - [`tls`]: optional TLS termination with rustls.
 //! - [`telemetry`]: text or JSON logs.
 //!
-//! Not here yet: the SigV4 authenticator over `hive-iam` (every request is refused by
-//! [`server::DenyAll`] until it lands), the IAM/STS/EC2 action handlers and the admin bootstrap.
+//! - [`app`]: shared state ([`app::App`]): the IAM repository, the authentication cache kept
+//!   fresh by a KV watch, and authorization ([`app::App::authorize`]).
+//! - [`auth`]: SigV4 authentication of every request ([`auth::SigV4Authenticator`]).
+//! - [`bootstrap`]: the sealing key, the first administrator and the setup token.
+//! - [`node`]: composition: storage, keyring, repository, bootstrap, services and server
+//!   ([`node::start`]); the binary and the integration tests run the same node.
 
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
 pub mod config;
+pub mod ec2;
 pub mod error;
+pub mod iam;
+pub mod netsync;
+pub mod node;
 pub mod server;
 pub mod storage;
+pub mod sts;
 pub mod telemetry;
 pub mod tls;
 pub mod wire;

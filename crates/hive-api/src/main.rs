@@ -5,18 +5,19 @@
 //! ```
 //! Configuration precedence (later wins): defaults < `hive.toml` < `HIVE_*` environment
 //! < secret files (`HIVE_*_FILE`) < flags; see `hive_api::config`. Listens on 127.0.0.1:8700
-//! unless told otherwise and stops gracefully on SIGTERM or Ctrl-C.
+//! unless told otherwise and stops gracefully on SIGTERM or Ctrl-C. On first start it
+//! bootstraps the administrator into `<data-dir>/admin-credentials` (see `hive_api::bootstrap`);
+//! the composition lives in `hive_api::node`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use hive_api::config::{Config, Overrides};
-use hive_api::server::{KvReadiness, Server, shutdown_signal};
+use hive_api::server::shutdown_signal;
 
-/// Hive's AWS-compatible endpoint (IAM, STS; EC2 networking to come).
+/// Hive's AWS-compatible endpoint (IAM, STS, EC2 networking).
 #[derive(Debug, Parser)]
 #[command(name = "hive-api", version)]
 struct Cli {
@@ -59,7 +60,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    match runtime.block_on(hive_api::node::run(config, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -67,36 +68,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(config: Config) -> Result<(), String> {
-    let (store, backend) = hive_api::storage::open(&config.storage)
-        .await
-        .map_err(|e| e.to_string())?;
-    let readiness = Arc::new(KvReadiness::new(store));
-    let mut server = Server::new(config.server.clone(), readiness);
-    let mut scheme = "http";
-    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
-        server = server.tls(hive_api::tls::acceptor(cert, key).map_err(|e| e.to_string())?);
-        scheme = "https";
-    }
-
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| format!("listener address: {e}"))?;
-    tracing::info!(
-        listen = %local,
-        data_dir = %config.storage.data_dir.display(),
-        storage = backend.as_str(),
-        "hive-api listening on {scheme}://{local}"
-    );
-    server
-        .serve(listener, shutdown_signal())
-        .await
-        .map_err(|e| format!("server: {e}"))?;
-    tracing::info!("hive-api stopped");
-    Ok(())
 }

@@ -104,16 +104,20 @@ async fn runs_on_the_embedded_store_logs_json_and_stops_on_sigterm() {
         data.join(hive_kv::sqlite::DB_FILE).exists(),
         "the SQLite store is in the data dir"
     );
+    let signature = "deadbeef".repeat(8);
     let reply = post_form(
         addr,
         "Action=GetUser&Version=2010-05-08",
-        "Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/iam/aws4_request, \
-         SignedHeaders=host, Signature=deadbeefsignaturevalue\r\n",
+        &format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20240101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature={signature}\r\nX-Amz-Date: 20240101T000000Z\r\n"
+        ),
     )
     .await;
-    assert_eq!(
-        reply.status, 403,
-        "fail-closed authentication: {}",
+    assert_eq!(reply.status, 403, "unknown key refused: {}", reply.body);
+    assert!(
+        reply.body.contains("<Code>InvalidClientTokenId</Code>"),
+        "{}",
         reply.body
     );
     let request_id = reply
@@ -137,7 +141,7 @@ async fn runs_on_the_embedded_store_logs_json_and_stops_on_sigterm() {
     assert!(text.contains(&request_id), "request id in the logs");
     for secret in [
         "setup-token-never-logged",
-        "deadbeefsignaturevalue",
+        signature.as_str(),
         "AKIAEXAMPLE",
     ] {
         assert!(

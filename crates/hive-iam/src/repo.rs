@@ -30,6 +30,15 @@
 //! require both, so an interrupted write can leave a dangling reference but never a key that
 //! authenticates without its user.
 
+mod accounts;
+mod effective;
+mod import;
+mod policy_usage;
+
+pub use policy_usage::{PolicyEntity, PolicyUsage};
+
+pub use effective::{CompiledEffective, StoredPolicyError};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -1030,9 +1039,16 @@ impl IamRepo {
         .await
     }
 
-    /// `DeletePolicy`: refused while attached anywhere or with non-default versions.
+    /// `DeletePolicy`: refused while attached anywhere, used as a permissions boundary, or with
+    /// non-default versions.
     pub async fn delete_policy(&self, policy_arn: &str) -> Result<()> {
         let (key, _) = Self::policy_key_from_arn(policy_arn)?;
+        // Boundaries are recorded only on the users and roles that use them.
+        if self.is_permissions_boundary(policy_arn).await? {
+            return Err(IamError::DeleteConflict(
+                "Cannot delete a policy attached to entities.".into(),
+            ));
+        }
         Self::delete_checked(
             &self.policies,
             &key,
@@ -1398,9 +1414,22 @@ impl IamRepo {
 
     /// `CreateAccessKey`: at most two per user. The id is reserved in the user record first.
     pub async fn create_access_key(&self, account_id: &str, user: &str) -> Result<NewAccessKey> {
-        validate_account_id(account_id)?;
         let access_key_id = generate_access_key_id(&mut OsRng);
         let secret = generate_secret_access_key(&mut OsRng);
+        self.add_access_key(account_id, user, access_key_id, secret)
+            .await
+    }
+
+    /// Stores a key pair for `user` (new or imported): reserved in the user record first,
+    /// then the key record with the secret sealed; the reservation is undone on failure.
+    async fn add_access_key(
+        &self,
+        account_id: &str,
+        user: &str,
+        access_key_id: String,
+        secret: SecretString,
+    ) -> Result<NewAccessKey> {
+        validate_account_id(account_id)?;
         let ukey = self.user_storage_key(account_id, user).await?;
         let owner = Self::modify(
             &self.users,
@@ -1907,33 +1936,40 @@ impl IamRepo {
     pub async fn reseal_keys(&self) -> Result<usize> {
         let mut count = 0;
         for id in self.keys_needing_reseal().await? {
-            let keyring = &self.keyring;
-            let mut changed = false;
-            Self::modify(
-                &self.keys,
-                &id,
-                || IamError::NoSuchEntity(format!("The Access Key with id {id} cannot be found.")),
-                |k| {
-                    changed = false;
-                    let secret = match (&k.secret_access_key_sealed, &k.secret_access_key) {
-                        (Some(sealed), _) if keyring.needs_reseal(sealed) => {
-                            keyring.open_string(sealed, id.as_bytes())?
-                        }
-                        (None, Some(clear)) => clear.clone(),
-                        _ => return Ok(()),
-                    };
-                    k.secret_access_key_sealed = Some(keyring.seal_secret(&secret, id.as_bytes()));
-                    k.secret_access_key = None;
-                    changed = true;
-                    Ok(())
-                },
-            )
-            .await?;
-            if changed {
+            if self.reseal_key(&id).await? {
                 count += 1;
             }
         }
         Ok(count)
+    }
+
+    /// Seals one key's clear-text secret, or re-seals it with the active key; `false` when
+    /// there was nothing to do (already sealed with the active key).
+    pub async fn reseal_key(&self, access_key_id: &str) -> Result<bool> {
+        let id = access_key_id;
+        let keyring = &self.keyring;
+        let mut changed = false;
+        Self::modify(
+            &self.keys,
+            id,
+            || IamError::NoSuchEntity(format!("The Access Key with id {id} cannot be found.")),
+            |k| {
+                changed = false;
+                let secret = match (&k.secret_access_key_sealed, &k.secret_access_key) {
+                    (Some(sealed), _) if keyring.needs_reseal(sealed) => {
+                        keyring.open_string(sealed, id.as_bytes())?
+                    }
+                    (None, Some(clear)) => clear.clone(),
+                    _ => return Ok(()),
+                };
+                k.secret_access_key_sealed = Some(keyring.seal_secret(&secret, id.as_bytes()));
+                k.secret_access_key = None;
+                changed = true;
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(changed)
     }
 
     // ----- bootstrap --------------------------------------------------------------------

@@ -282,6 +282,16 @@ impl Keyring {
         self
     }
 
+    /// Rotation: `new` seals from now on; every key of this ring still opens what it sealed
+    /// (re-seal with `IamRepo::reseal_keys`, then retire the old key).
+    pub fn rotate(self, new: SealKey) -> Self {
+        let Self { active, older } = self;
+        older.into_iter().fold(
+            Keyring::new(new).with_old_key(active),
+            Keyring::with_old_key,
+        )
+    }
+
     /// The id of the key new values are sealed under.
     pub fn active_id(&self) -> &str {
         &self.active.id

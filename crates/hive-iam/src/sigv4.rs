@@ -19,6 +19,8 @@
 //! repeated headers joined with commas. Derived signing keys are cached per
 //! (access key id, date, region, service) in a bounded cache.
 
+pub mod sign;
+
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

@@ -58,6 +58,13 @@ impl KvStore for MemoryStore {
         }
     }
 
+    async fn bucket_config(&self, name: &str) -> Result<BucketConfig> {
+        match self.buckets().get(name) {
+            Some(bucket) => Ok(bucket.config.clone()),
+            None => Err(KvError::BucketNotFound(name.to_owned())),
+        }
+    }
+
     async fn delete_bucket(&self, name: &str) -> Result<()> {
         match self.buckets().remove(name) {
             Some(bucket) => {

@@ -234,6 +234,12 @@ impl KvStore for NatsStore {
         self.bind(config).await
     }
 
+    async fn bucket_config(&self, name: &str) -> Result<BucketConfig> {
+        validate_bucket_name(name).map_err(|_| KvError::BucketNotFound(name.to_owned()))?;
+        let stream = self.get_stream(name).await?;
+        Ok(config_of(name, &stream.cached_info().config))
+    }
+
     async fn delete_bucket(&self, name: &str) -> Result<()> {
         validate_bucket_name(name).map_err(|_| KvError::BucketNotFound(name.to_owned()))?;
         let owned = name.to_owned();

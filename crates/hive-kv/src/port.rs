@@ -172,6 +172,9 @@ pub trait KvStore: Send + Sync + 'static {
     async fn create_or_open(&self, config: &BucketConfig) -> Result<Arc<dyn Bucket>>;
     /// Open an existing bucket.
     async fn open(&self, name: &str) -> Result<Arc<dyn Bucket>>;
+    /// The configuration an existing bucket was created with (history, TTL, replicas), as the
+    /// store reports it (`BucketNotFound` when absent): what `hive-cli doctor` checks.
+    async fn bucket_config(&self, name: &str) -> Result<BucketConfig>;
     /// Delete a bucket and everything in it.
     async fn delete_bucket(&self, name: &str) -> Result<()>;
 }

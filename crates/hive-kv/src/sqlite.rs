@@ -477,6 +477,12 @@ impl KvStore for SqliteStore {
         Ok(self.bucket_handle(row.config))
     }
 
+    async fn bucket_config(&self, name: &str) -> Result<BucketConfig> {
+        validate_bucket_name(name).map_err(|_| KvError::BucketNotFound(name.to_owned()))?;
+        let name = name.to_owned();
+        Ok(self.run(move |conn| load_bucket(conn, &name)).await?.config)
+    }
+
     async fn delete_bucket(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
         self.run(move |conn| {

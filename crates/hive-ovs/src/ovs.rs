@@ -3,8 +3,11 @@
 use hive_vpc::flow::{Flow, FlowDiff, FlowProgram};
 
 use crate::error::OvsError;
-use crate::exec::{Output, OvsCommand, Runner};
-use crate::parse::{DbValue, canonical_from_parse_flows, parse_db_table, parse_dump_flows};
+use crate::exec::{Output, OvsCommand, Runner, Tool};
+use crate::parse::{
+    DbValue, TraceResult, canonical_from_parse_flows, parse_db_table, parse_dpif_show,
+    parse_dump_flows, parse_trace,
+};
 use crate::switch::{
     BoundPort, BridgeState, OvsConfig, ReconcileReport, Switch, TunnelPort, TunnelSpec,
     interfaces_of, report_from_diff, validate_name,
@@ -39,6 +42,51 @@ impl OvsSwitch {
         tracing::debug!(command = %cmd, "ovs (long)");
         self.runner
             .run_with_timeout(cmd, self.config.install_timeout)
+    }
+
+    /// The running switch daemon's version line (`ovs-vswitchd (Open vSwitch) 3.1.0`).
+    pub fn version(&self) -> Result<String, OvsError> {
+        let cmd = self
+            .config
+            .check_cmds()
+            .pop()
+            .ok_or_else(|| OvsError::Parse {
+                what: "version command",
+                detail: "none configured".into(),
+            })?;
+        let out = self.run(&cmd)?;
+        out.stdout
+            .lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| OvsError::Parse {
+                what: "ovs-vswitchd version",
+                detail: "empty output".into(),
+            })
+    }
+
+    /// `ovs-appctl ofproto/trace` of `flow` (e.g. `in_port=1,tcp,nw_dst=10.0.1.5,tp_dst=22`)
+    /// through the bridge, one `--ct-next` per conntrack state (`trk,new`): the switch's own
+    /// verdict, for `hive-cli vpc trace`.
+    pub fn trace(&self, flow: &str, ct_next: &[&str]) -> Result<TraceResult, OvsError> {
+        let timeout = format!("--timeout={}", self.config.timeout.as_secs().max(1));
+        let show = OvsCommand::new(Tool::Appctl, [timeout.as_str(), "dpif/show"]);
+        let ports: Vec<_> = parse_dpif_show(&self.run(&show)?.stdout)
+            .into_iter()
+            .filter(|p| p.bridge == self.config.bridge)
+            .collect();
+        let mut args = vec![
+            timeout.as_str(),
+            "ofproto/trace",
+            self.config.bridge.as_str(),
+            flow,
+        ];
+        for state in ct_next {
+            args.extend(["--ct-next", state]);
+        }
+        let out = self.run(&OvsCommand::new(Tool::Appctl, args))?;
+        parse_trace(&out.stdout, &ports)
     }
 
     /// The bridge row as the database holds it.

@@ -282,55 +282,6 @@ fn lab() -> Lab {
     }
 }
 
-/// The packet in `ofproto/trace` syntax.
-fn trace_flow(p: &Packet) -> String {
-    let mut s = format!(
-        "in_port={},dl_src={},dl_dst={}",
-        p.in_port, p.eth_src, p.eth_dst
-    );
-    if let Some(t) = p.tun_id {
-        s.push_str(&format!(",tun_id={t:#x}"));
-    }
-    if let Some(v) = p.vlan {
-        s.push_str(&format!(",dl_vlan={v}"));
-    }
-    match p.l3 {
-        L3::Ipv4 {
-            src,
-            dst,
-            transport,
-            ..
-        } => {
-            let ip = format!("nw_src={src},nw_dst={dst},nw_ttl=64");
-            match transport {
-                Transport::Tcp { src, dst } => {
-                    s.push_str(&format!(",tcp,{ip},tcp_src={src},tcp_dst={dst}"))
-                }
-                Transport::Udp { src, dst } => {
-                    s.push_str(&format!(",udp,{ip},udp_src={src},udp_dst={dst}"))
-                }
-                Transport::Icmp { icmp_type, code } => s.push_str(&format!(
-                    ",icmp,{ip},icmp_type={icmp_type},icmp_code={code}"
-                )),
-                Transport::Other(n) => s.push_str(&format!(",ip,{ip},nw_proto={n}")),
-            }
-        }
-        L3::Arp {
-            op,
-            sha,
-            spa,
-            tha,
-            tpa,
-        } => {
-            s.push_str(&format!(
-                ",arp,arp_op={op},arp_sha={sha},arp_spa={spa},arp_tha={tha},arp_tpa={tpa}"
-            ));
-        }
-        L3::Other { ethertype } => s.push_str(&format!(",dl_type={ethertype:#06x}")),
-    }
-    s
-}
-
 fn is_hairpin(state: &NodeState, p: &Packet) -> bool {
     match p.l3 {
         L3::Ipv4 { dst, .. } => state
@@ -354,12 +305,12 @@ fn check(lab: &Lab, p: &Packet) -> (Decision, TraceResult) {
     let flags: Vec<&str> = ct_of(p).map(|c| vec![c.trace_flags()]).unwrap_or_default();
     let got = lab
         .sb
-        .trace_with(BR, &trace_flow(p), &flags, &lab.dp_ports)
+        .trace_with(BR, &p.trace_flow(), &flags, &lab.dp_ports)
         .expect("trace");
     let ctx = || {
         format!(
             "packet {}\nreference {want:?}\nswitch {:?}\n{}",
-            trace_flow(p),
+            p.trace_flow(),
             got.outputs,
             got.raw
         )
@@ -603,7 +554,7 @@ fn the_switch_decides_as_the_reference_on_a_realistic_layout() {
                 from_b,
                 to_b || (from_b && got.outputs.is_empty()),
                 "crossed VPCs: {} -> {out}",
-                trace_flow(p)
+                p.trace_flow()
             );
         }
     }
@@ -766,7 +717,7 @@ fn spoofed_and_foreign_packets_drop() {
         assert!(
             !want.allowed() && got.is_drop(),
             "must drop: {}",
-            trace_flow(p)
+            p.trace_flow()
         );
     }
     // Cross-VPC by address: every A port to every B address, established even, drops.
@@ -965,7 +916,7 @@ fn revoking_a_rule_keeps_established_connections_until_flushed() {
     let want = decide(&state, &probe);
     let got = lab
         .sb
-        .trace_with(BR, &trace_flow(&probe), &["trk,new"], &lab.dp_ports)
+        .trace_with(BR, &Packet::trace_flow(&probe), &["trk,new"], &lab.dp_ports)
         .expect("trace");
     assert!(
         !want.allowed() && got.is_drop(),

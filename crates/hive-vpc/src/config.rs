@@ -50,7 +50,13 @@ pub struct VpcConfig {
     pub metadata_enabled: bool,
     /// The instance metadata address.
     pub metadata_ip: Ipv4Addr,
+    /// The bridge's Open vSwitch datapath: `system` (kernel module, the default), `netdev`
+    /// (userspace, no module needed) or `dummy` (test sandboxes).
+    pub datapath_type: String,
 }
+
+/// The datapath types `[vpc] datapath_type` accepts.
+pub const DATAPATH_TYPES: [&str; 3] = ["system", "netdev", "dummy"];
 
 impl Default for VpcConfig {
     fn default() -> Self {
@@ -65,6 +71,7 @@ impl Default for VpcConfig {
             nat_enabled: false,
             metadata_enabled: false,
             metadata_ip: Ipv4Addr::new(169, 254, 169, 254),
+            datapath_type: "system".to_owned(),
         }
     }
 }
@@ -83,6 +90,12 @@ impl VpcConfig {
             return Err(bad(
                 "bridge_name",
                 format!("{name:?} must be 1 to 15 characters of [A-Za-z0-9._-]"),
+            ));
+        }
+        if !DATAPATH_TYPES.contains(&self.datapath_type.as_str()) {
+            return Err(bad(
+                "datapath_type",
+                format!("{:?} must be system, netdev or dummy", self.datapath_type),
             ));
         }
         if self.default_cidr.ip() != self.default_cidr.network() {

@@ -215,6 +215,28 @@ pub enum VpcError {
     /// Stored state that does not decode (`InternalError`): never the caller's fault.
     #[error("stored network state is corrupt: {0}")]
     CorruptState(String),
+    /// A resource id of no kind this call accepts (`InvalidID`), e.g. in `CreateTags`.
+    #[error("The ID '{0}' is not valid")]
+    InvalidId(String),
+    /// Too many tags on one resource (`TagLimitExceeded`).
+    #[error("The maximum number of tags ({limit}) for resource {resource} has been reached.")]
+    TagLimitExceeded {
+        /// The resource.
+        resource: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// The store refused or failed an operation (`InternalError`): never the caller's fault.
+    #[error("network state storage failed: {0}")]
+    Storage(String),
+    /// The store could not be reached in time (`ServiceUnavailable`); for a write the outcome
+    /// is unknown.
+    #[error("network state storage is unavailable: {0}")]
+    StorageUnavailable(String),
+    /// Too many concurrent changes to one record; the client should retry
+    /// (`RequestLimitExceeded`, which AWS SDKs retry with backoff).
+    #[error("Request limit exceeded: too many concurrent changes to {0}; try again.")]
+    Busy(String),
 }
 
 impl VpcError {
@@ -251,13 +273,24 @@ impl VpcError {
             Self::InterfaceInUse(_) => "InvalidNetworkInterface.InUse",
             Self::DependencyViolation { .. } => "DependencyViolation",
             Self::InvalidConfig { .. } => "InvalidConfiguration",
-            Self::CorruptState(_) => "InternalError",
+            Self::CorruptState(_) | Self::Storage(_) => "InternalError",
+            Self::InvalidId(_) => "InvalidID",
+            Self::TagLimitExceeded { .. } => "TagLimitExceeded",
+            Self::StorageUnavailable(_) => "ServiceUnavailable",
+            Self::Busy(_) => "RequestLimitExceeded",
         }
     }
 
     /// Whether the caller (the client) is at fault: a 4xx rather than a 5xx status.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::CorruptState(_) | Self::MacExhausted)
+        !matches!(
+            self,
+            Self::CorruptState(_)
+                | Self::MacExhausted
+                | Self::Storage(_)
+                | Self::StorageUnavailable(_)
+                | Self::Busy(_)
+        )
     }
 
     /// Shorthand for [`VpcError::InvalidParameterValue`].

@@ -7,7 +7,11 @@
 //!   compare-and-swap;
 //! - [`flow`]: OpenFlow programs and the minimal diff between two of them;
 //! - the flow compiler that turns one node's desired state into the program for `hive-vpc0`,
-//!   and a reference model of AWS security-group semantics it is proven against.
+//!   and a reference model of AWS security-group semantics it is proven against;
+//! - [`repo`]: the persistent networking state over the `hive-kv` storage port, committing the
+//!   allocators' results with compare-and-swap. It is the only module that touches storage,
+//!   and only through the port (no tokio, sockets or files of its own); it draws ids and MACs
+//!   from the OS RNG.
 
 pub mod compile;
 pub mod flow;
@@ -22,6 +26,7 @@ pub mod eni;
 pub mod error;
 pub mod ids;
 pub mod ipam;
+pub mod repo;
 pub mod security_group;
 pub mod vlan;
 pub mod vpc;

@@ -147,6 +147,58 @@ pub struct Packet {
     pub l3: L3,
 }
 
+impl Packet {
+    /// The packet in `ovs-appctl ofproto/trace` syntax, to ask the switch the same question
+    /// the reference model answers.
+    pub fn trace_flow(&self) -> String {
+        let mut s = format!(
+            "in_port={},dl_src={},dl_dst={}",
+            self.in_port, self.eth_src, self.eth_dst
+        );
+        if let Some(t) = self.tun_id {
+            s.push_str(&format!(",tun_id={t:#x}"));
+        }
+        if let Some(v) = self.vlan {
+            s.push_str(&format!(",dl_vlan={v}"));
+        }
+        match self.l3 {
+            L3::Ipv4 {
+                src,
+                dst,
+                transport,
+                ..
+            } => {
+                let ip = format!("nw_src={src},nw_dst={dst},nw_ttl=64");
+                match transport {
+                    Transport::Tcp { src, dst } => {
+                        s.push_str(&format!(",tcp,{ip},tcp_src={src},tcp_dst={dst}"))
+                    }
+                    Transport::Udp { src, dst } => {
+                        s.push_str(&format!(",udp,{ip},udp_src={src},udp_dst={dst}"))
+                    }
+                    Transport::Icmp { icmp_type, code } => s.push_str(&format!(
+                        ",icmp,{ip},icmp_type={icmp_type},icmp_code={code}"
+                    )),
+                    Transport::Other(n) => s.push_str(&format!(",ip,{ip},nw_proto={n}")),
+                }
+            }
+            L3::Arp {
+                op,
+                sha,
+                spa,
+                tha,
+                tpa,
+            } => {
+                s.push_str(&format!(
+                    ",arp,arp_op={op},arp_sha={sha},arp_spa={spa},arp_tha={tha},arp_tpa={tpa}"
+                ));
+            }
+            L3::Other { ethertype } => s.push_str(&format!(",dl_type={ethertype:#06x}")),
+        }
+        s
+    }
+}
+
 /// Where an allowed packet leaves the bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Output {

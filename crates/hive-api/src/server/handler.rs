@@ -24,6 +24,10 @@ pub struct Principal {
     pub user_id: String,
     /// The access key id that signed the request (not a secret), if any.
     pub access_key_id: Option<String>,
+    /// The identity as `hive-iam` knows it (what policies are looked up for).
+    pub identity: hive_iam::identity::Principal,
+    /// The session policy of temporary credentials, intersected with the identity's policies.
+    pub session_policy: Option<String>,
 }
 
 /// What an [`Authenticator`] sees of a request: everything SigV4 signs.
@@ -71,6 +75,32 @@ impl Authenticator for DenyAll {
             ApiError::missing_authentication_token()
         })
     }
+}
+
+/// What an [`Endpoint`] answers.
+#[derive(Debug)]
+pub enum EndpointReply {
+    /// A response body of its own.
+    Ok {
+        /// HTTP status.
+        status: hyper::StatusCode,
+        /// `Content-Type`.
+        content_type: &'static str,
+        /// The body.
+        body: bytes::Bytes,
+    },
+    /// An AWS error (query-protocol body).
+    Error(ApiError),
+    /// An AWS error that also counts as a failed authentication (for throttling).
+    AuthFailure(ApiError),
+}
+
+/// An extra endpoint beside the AWS API at its own path (e.g. `POST /bootstrap`), served
+/// without SigV4: it does its own checks.
+#[async_trait]
+pub trait Endpoint: Send + Sync + 'static {
+    /// Answer one request.
+    async fn call(&self, method: &Method, headers: &HeaderMap, body: &[u8]) -> EndpointReply;
 }
 
 /// Everything a handler knows about the request besides its parameters.

@@ -10,8 +10,9 @@
 //!
 //! The service of a request is told by its SigV4 credential scope (`Authorization` header or
 //! `X-Amz-Credential`) and `Version`; each service is an [`AwsService`]. Every request is
-//! authenticated by the [`Authenticator`] before its action runs; the only authenticator
-//! shipped so far is [`DenyAll`] (fail closed). TLS is terminated here when configured
+//! authenticated by the [`Authenticator`] before its action runs: `crate::auth`'s SigV4
+//! authenticator in a running node, [`DenyAll`] (fail closed) by default. Extra endpoints
+//! outside the AWS API (e.g. `POST /bootstrap`) are added with [`Server::endpoint`]. TLS is terminated here when configured
 //! ([`Server::tls`], rustls).
 
 pub mod handler;
@@ -36,8 +37,8 @@ use tower::ServiceExt as _;
 use tower::util::BoxCloneService;
 
 pub use handler::{
-    AuthRequest, Authenticator, AwsService, DataDirReadiness, DenyAll, FnReadiness, KvReadiness,
-    Principal, Readiness, RequestContext,
+    AuthRequest, Authenticator, AwsService, DataDirReadiness, DenyAll, Endpoint, EndpointReply,
+    FnReadiness, KvReadiness, Principal, Readiness, RequestContext,
 };
 use layers::{
     AuthThrottle, AuthThrottleLayer, BodyLimitLayer, MetricsLayer, RequestIdLayer, TimeoutLayer,
@@ -130,6 +131,7 @@ pub struct Server {
     services: HashMap<ServiceId, Arc<dyn AwsService>>,
     metrics: Arc<Metrics>,
     tls: Option<crate::tls::TlsAcceptor>,
+    endpoints: HashMap<&'static str, Arc<dyn Endpoint>>,
 }
 
 impl Server {
@@ -143,6 +145,7 @@ impl Server {
             services: HashMap::new(),
             metrics: Arc::new(Metrics::new()),
             tls: None,
+            endpoints: HashMap::new(),
         }
     }
 
@@ -161,6 +164,12 @@ impl Server {
     /// Serve `service`'s actions (replacing any earlier handler of the same service).
     pub fn service(mut self, service: Arc<dyn AwsService>) -> Self {
         self.services.insert(service.id(), service);
+        self
+    }
+
+    /// Serve `endpoint` at `path` (outside the AWS API, without SigV4).
+    pub fn endpoint(mut self, path: &'static str, endpoint: Arc<dyn Endpoint>) -> Self {
+        self.endpoints.insert(path, endpoint);
         self
     }
 
@@ -187,7 +196,8 @@ impl Server {
             self.authenticator,
             self.readiness,
             self.metrics.clone(),
-        );
+        )
+        .with_endpoints(self.endpoints);
         let stack = tower::ServiceBuilder::new()
             .layer(RequestIdLayer)
             .layer(TraceLayer)

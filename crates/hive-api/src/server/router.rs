@@ -15,7 +15,9 @@ use futures::FutureExt;
 use http_body_util::Full;
 use hyper::{Method, Request, Response, StatusCode, header};
 
-use super::handler::{AuthRequest, Authenticator, AwsService, Readiness, RequestContext};
+use super::handler::{
+    AuthRequest, Authenticator, AwsService, Endpoint, EndpointReply, Readiness, RequestContext,
+};
 use super::metrics::Metrics;
 use super::{ClientAddr, HttpResponse, Outcome, RequestId, error_response};
 use crate::error::ApiError;
@@ -36,6 +38,7 @@ struct RouterInner {
     authenticator: Arc<dyn Authenticator>,
     readiness: Arc<dyn Readiness>,
     metrics: Arc<Metrics>,
+    endpoints: HashMap<&'static str, Arc<dyn Endpoint>>,
 }
 
 impl Router {
@@ -52,8 +55,17 @@ impl Router {
                 authenticator,
                 readiness,
                 metrics,
+                endpoints: HashMap::new(),
             }),
         }
+    }
+
+    /// Also serve these extra endpoints, by exact path.
+    pub fn with_endpoints(mut self, endpoints: HashMap<&'static str, Arc<dyn Endpoint>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.endpoints = endpoints;
+        }
+        self
     }
 }
 
@@ -120,6 +132,34 @@ impl RouterInner {
                 &request_id,
                 None,
             ),
+            (method, path) if self.endpoints.contains_key(path) => {
+                let method = method.clone();
+                let path = path.to_owned();
+                let (parts, body) = req.into_parts();
+                let reply = match self.endpoints.get(path.as_str()) {
+                    Some(e) => e.call(&method, &parts.headers, &body).await,
+                    None => EndpointReply::Error(ApiError::not_found()),
+                };
+                match reply {
+                    EndpointReply::Ok {
+                        status,
+                        content_type,
+                        body,
+                    } => plain(status, content_type, body, "endpoint"),
+                    EndpointReply::Error(e) => {
+                        error_response(&e, Protocol::Query, &request_id, None)
+                    }
+                    EndpointReply::AuthFailure(e) => error_response(
+                        &e,
+                        Protocol::Query,
+                        &request_id,
+                        Some(Outcome {
+                            auth_failure: true,
+                            ..Outcome::default()
+                        }),
+                    ),
+                }
+            }
             _ => error_response(&ApiError::not_found(), Protocol::Query, &request_id, None),
         }
     }

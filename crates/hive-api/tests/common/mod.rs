@@ -160,6 +160,13 @@ pub fn admin() -> Principal {
         arn: "arn:aws:iam::000000000000:user/admin".into(),
         user_id: "AIDAEXAMPLEADMIN0001".into(),
         access_key_id: Some("AKIAEXAMPLE".into()),
+        identity: hive_iam::identity::Principal::User {
+            account_id: "000000000000".into(),
+            username: "admin".into(),
+            user_id: "AIDAEXAMPLEADMIN0001".into(),
+            arn: "arn:aws:iam::000000000000:user/admin".into(),
+        },
+        session_policy: None,
     }
 }
 
@@ -284,4 +291,126 @@ pub fn botocore_parse(
 /// Keep the readiness type import used by several tests short.
 pub fn ready_ok() -> Arc<dyn hive_api::server::Readiness> {
     Arc::new(hive_api::server::FnReadiness(|| Ok(())))
+}
+
+// ----- real nodes and botocore-signed requests (helper "core") ---------------------------
+
+/// A request signed by botocore, ready to send.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Signed {
+    pub method: String,
+    pub url: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub body: String,
+}
+
+/// Sign `specs` with botocore's SigV4 (see tests/data/botocore_sign.py for the fields).
+pub fn botocore_sign(specs: &[serde_json::Value]) -> Vec<Signed> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/botocore_sign.py");
+    let python = python();
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(
+            serde_json::to_string(specs)
+                .expect("specs to JSON")
+                .as_bytes(),
+        )
+        .expect("write specs to python");
+    let out = child.wait_with_output().expect("python finishes");
+    assert!(
+        out.status.success(),
+        "botocore_sign.py failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("botocore_sign.py prints JSON")
+}
+
+/// A query-protocol request spec for [`botocore_sign`]: `POST /` of `body` to `addr`.
+pub fn query_spec(
+    addr: SocketAddr,
+    service: &str,
+    access_key: &str,
+    secret_key: &str,
+    body: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "service": service,
+        "region": "us-east-1",
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "method": "POST",
+        "url": format!("http://{addr}/"),
+        "body": body,
+        "headers": {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    })
+}
+
+/// Send a signed request as is (with `body` replaced when given: tampering).
+pub async fn send_signed(addr: SocketAddr, signed: &Signed, body: Option<&str>) -> Reply {
+    let body = body.unwrap_or(&signed.body);
+    let rest = signed
+        .url
+        .split_once("://")
+        .map(|(_, r)| r)
+        .expect("absolute URL");
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut req = format!(
+        "{} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n",
+        signed.method
+    );
+    for (k, v) in &signed.headers {
+        if !k.eq_ignore_ascii_case("content-length") && !k.eq_ignore_ascii_case("host") {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    raw(addr, req.as_bytes()).await
+}
+
+/// The `<Code>` of an AWS error body.
+pub fn error_code(body: &str) -> Option<&str> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = body[start..].find("</Code>")? + start;
+    Some(&body[start..end])
+}
+
+/// The (access key id, secret) in an `admin-credentials` file.
+pub fn read_admin_credentials(path: &std::path::Path) -> (String, String) {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    assert!(text.starts_with("[hive-admin]\n"), "{}", path.display());
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|r| r.trim_start().strip_prefix('='))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("{name} missing in {}", path.display()))
+    };
+    (field("aws_access_key_id"), field("aws_secret_access_key"))
+}
+
+/// Configuration of an in-process node on `data_dir`, on a free loopback port, without the
+/// authentication-failure throttle (tests send many bad requests on purpose).
+pub fn node_config(data_dir: &std::path::Path) -> hive_api::config::Config {
+    let mut c = hive_api::config::Config::default();
+    c.storage.data_dir = data_dir.to_owned();
+    c.server.listen = "127.0.0.1:0".parse().expect("loopback");
+    c.server.shutdown_grace_ms = 2_000;
+    c.server.auth_failure_threshold = 0;
+    c
 }

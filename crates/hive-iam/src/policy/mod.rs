@@ -68,6 +68,7 @@ mod condition;
 mod context;
 mod document;
 mod explain;
+pub mod lint;
 mod variables;
 pub mod wildcard;
 

@@ -56,7 +56,26 @@ pub async fn bucket_lifecycle(store: &dyn KvStore) {
     // Opening again with create_or_open keeps the data.
     let again = bucket(store, BucketConfig::new("life").with_history(3)).await;
     assert_eq!(again.get("a").await.unwrap().unwrap().value, b("1"));
+    // The store reports the configuration the bucket was created with, not the one asked for
+    // later.
+    let reported = store.bucket_config("life").await.unwrap();
+    assert_eq!((reported.history, reported.ttl), (3, None));
+    bucket(store, BucketConfig::new("life").with_history(7)).await;
+    assert_eq!(store.bucket_config("life").await.unwrap().history, 3);
+    let ttl = std::time::Duration::from_secs(3600);
+    bucket(
+        store,
+        BucketConfig::new("ttl").with_history(5).with_ttl(ttl),
+    )
+    .await;
+    let reported = store.bucket_config("ttl").await.unwrap();
+    assert_eq!((reported.history, reported.ttl), (5, Some(ttl)));
+    store.delete_bucket("ttl").await.unwrap();
     store.delete_bucket("life").await.unwrap();
+    assert!(matches!(
+        store.bucket_config("life").await.err(),
+        Some(KvError::BucketNotFound(_))
+    ));
     assert!(matches!(
         store.open("life").await.err(),
         Some(KvError::BucketNotFound(_))

@@ -1,0 +1,245 @@
+//! Composition of a running node: storage, sealing keyring, identity repository, first-start
+//! bootstrap, the services (IAM, STS, EC2), readiness and the server with SigV4 authentication.
+//!
+//! The binary calls [`run`]; integration tests call [`start`] with a temporary data directory
+//! and `listen = 127.0.0.1:0`, and get the same node, in process.
+//!
+//! ```text
+//! Config ─► storage::open ─► bootstrap::load_keyring ─► App::open (IamRepo + auth cache watch)
+//!        ─► bootstrap_admin (or the setup-token endpoint) ─► Server { SigV4Authenticator,
+//!           IamService, StsService, Ec2Service, KvReadiness } ─► serve
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::app::App;
+use crate::auth::SigV4Authenticator;
+use crate::bootstrap::{self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, SetupEndpoint};
+use crate::config::Config;
+use crate::server::{KvReadiness, Server};
+use crate::storage::{self, Backend, StorageError};
+
+/// Why a node could not start. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Storage could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The keyring or the bootstrap failed.
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    /// The identity repository could not be opened.
+    #[error("cannot open the IAM buckets: {0}")]
+    Iam(#[from] hive_iam::error::IamError),
+    /// TLS configuration is unusable.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Everything a node is made of, before it listens.
+pub struct Prepared {
+    /// The shared state.
+    pub app: Arc<App>,
+    /// The server, with services, authenticator and readiness in place.
+    pub server: Server,
+    /// Which store it runs on.
+    pub backend: Backend,
+    /// What the first-start bootstrap did (`None` when a setup token defers it to the API).
+    pub bootstrap: Option<AdminBootstrap>,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("app", &self.app)
+            .field("backend", &self.backend)
+            .field("bootstrap", &self.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Open storage, the keyring and the repository, bootstrap, and build the server.
+pub async fn prepare(config: Config) -> Result<Prepared, NodeError> {
+    let config = Arc::new(config);
+    let (store, backend) = storage::open(&config.storage).await?;
+    let keyring = bootstrap::load_keyring(&config)?;
+    let app = Arc::new(App::open(store.clone(), config.clone(), keyring).await?);
+    let (bootstrap, setup) = match &config.server.setup_token {
+        Some(token) => {
+            tracing::info!("setup token configured: bootstrap through POST {BOOTSTRAP_PATH}");
+            let endpoint = SetupEndpoint::new(app.iam.clone(), store.clone(), token.clone());
+            (None, Some(endpoint))
+        }
+        None => (
+            Some(bootstrap::bootstrap_admin(&app.iam, &config.storage.data_dir).await?),
+            None,
+        ),
+    };
+    let ec2 = Arc::new(crate::ec2::Ec2Service::new(app.clone()));
+    // The switch sync runs for the life of the process ([vpc] enabled; OVS via OVS_RUNDIR).
+    let netsync = crate::netsync::start_for_node(&ec2, &config.vpc).await;
+    let readiness = Arc::new(KvReadiness::new(store));
+    let mut server = Server::new(config.server.clone(), readiness)
+        .authenticator(Arc::new(SigV4Authenticator::new(app.clone())))
+        .service(Arc::new(crate::iam::IamService::new(app.clone())))
+        .service(Arc::new(crate::sts::StsService::new(app.clone())))
+        .service(ec2);
+    if let Some(endpoint) = setup {
+        server = server.endpoint(BOOTSTRAP_PATH, Arc::new(endpoint));
+    }
+    if let Some(sync) = netsync {
+        server = server.endpoint(crate::netsync::METRICS_PATH, sync.metrics_endpoint());
+        sync.detach();
+    }
+    let mut scheme = "http";
+    if let (Some(cert), Some(key)) = (&config.server.tls_cert, &config.server.tls_key) {
+        server =
+            server.tls(crate::tls::acceptor(cert, key).map_err(|e| NodeError::Tls(e.to_string()))?);
+        scheme = "https";
+    }
+    Ok(Prepared {
+        app,
+        server,
+        backend,
+        bootstrap,
+        scheme,
+    })
+}
+
+/// A node serving in the background; stopped gracefully by [`Node::shutdown`] or on drop.
+pub struct Node {
+    /// The shared state (repository, cache, configuration).
+    pub app: Arc<App>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Which store it runs on.
+    pub backend: Backend,
+    /// What the first-start bootstrap did.
+    pub bootstrap: Option<AdminBootstrap>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("addr", &self.addr)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// `http://<addr>` (or `https://`), the endpoint URL for clients.
+    pub fn endpoint_url(&self) -> String {
+        let scheme = if self.app.config.server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Stop accepting, let in-flight requests finish, and wait for the server to return.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.task.take() {
+            Some(task) => match task.await {
+                Ok(result) => result.map_err(NodeError::Serve),
+                Err(e) => Err(NodeError::Serve(std::io::Error::other(e.to_string()))),
+            },
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn bind(config: &Config) -> Result<tokio::net::TcpListener, NodeError> {
+    let addr = config.server.listen;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })
+}
+
+/// Prepare a node and serve it in the background on `config.server.listen` (use port 0 for a
+/// free port; [`Node::addr`] tells which).
+pub async fn start(config: Config) -> Result<Node, NodeError> {
+    let listener = bind(&config).await?;
+    let addr = listener.local_addr().map_err(|source| NodeError::Listen {
+        addr: config.server.listen,
+        source,
+    })?;
+    let prepared = prepare(config).await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(prepared.server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    Ok(Node {
+        app: prepared.app,
+        addr,
+        backend: prepared.backend,
+        bootstrap: prepared.bootstrap,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+/// Run a node until `shutdown` completes (the binary passes SIGTERM/Ctrl-C).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), NodeError> {
+    let listener = bind(&config).await?;
+    let data_dir = config.storage.data_dir.clone();
+    let prepared = prepare(config).await?;
+    let local = listener.local_addr().map_err(|source| NodeError::Listen {
+        addr: prepared.app.config.server.listen,
+        source,
+    })?;
+    tracing::info!(
+        listen = %local,
+        data_dir = %data_dir.display(),
+        storage = prepared.backend.as_str(),
+        region = prepared.app.region(),
+        "hive-api listening on {}://{local}",
+        prepared.scheme
+    );
+    // Give the cache's watch a moment so the first requests are already served from memory;
+    // requests are correct (read through) either way.
+    let _ = prepared
+        .app
+        .wait_auth_cache_live(Duration::from_millis(500))
+        .await;
+    prepared
+        .server
+        .serve(listener, shutdown)
+        .await
+        .map_err(NodeError::Serve)?;
+    tracing::info!("hive-api stopped");
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! First start: exactly one administrator however many processes start at once (on one SQLite
+//! data directory and on one nats-server), its credentials written once with mode 0600 and
+//! never logged, the generated sealing key shared through the data directory, and the
+//! one-time setup token as the alternative to automatic bootstrap.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use hive_api::app::ACCOUNT_ID;
+use hive_api::bootstrap::AdminBootstrap;
+use hive_api::config::Secret;
+use hive_api::node;
+use hive_iam::repo::IamRepo;
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn spawn(args: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hive-api"));
+    cmd.args(args).stdout(Stdio::null()).stderr(log);
+    for var in hive_api::config::ENV_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    Proc(cmd.spawn().expect("start hive-api"))
+}
+
+/// Wait until `/health` answers (the node has bootstrapped and serves).
+async fn wait_serving(addr: SocketAddr, proc: &mut Proc, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && get(addr, "/health").await.status == 200
+        {
+            return;
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!(
+                "hive-api exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hive-api did not serve on {addr}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn credential_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("list data dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("admin-credentials"))
+        })
+        .collect()
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Sign GetCallerIdentity with the admin's key and send it to every address: all answer 200.
+async fn admin_works_everywhere(addrs: &[SocketAddr], key: &str, secret: &str) {
+    let specs: Vec<_> = addrs
+        .iter()
+        .map(|a| {
+            query_spec(
+                *a,
+                "sts",
+                key,
+                secret,
+                "Action=GetCallerIdentity&Version=2011-06-15",
+            )
+        })
+        .collect();
+    let signed = botocore_sign(&specs);
+    for (addr, s) in addrs.iter().zip(&signed) {
+        let r = send_signed(*addr, s, None).await;
+        assert_eq!(r.status, 200, "{addr}: {}", r.body);
+        assert!(r.body.contains("user/admin"), "{}", r.body);
+    }
+}
+
+/// The admin's access keys, read straight from the store.
+async fn admin_key_count(store: &dyn hive_kv::KvStore, keyring: hive_iam::seal::Keyring) -> usize {
+    let repo = IamRepo::open(store, &hive_kv::iam::IamBucketNames::default(), keyring)
+        .await
+        .expect("open repo");
+    repo.list_access_keys(ACCOUNT_ID, "admin")
+        .await
+        .expect("list admin keys")
+        .len()
+}
+
+fn assert_logs_clean(logs: &[PathBuf], secret: &str) {
+    for log in logs {
+        let text = std::fs::read_to_string(log).expect("read log");
+        assert!(
+            !text.contains(secret),
+            "{} contains the secret",
+            log.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_binaries_on_one_data_dir_make_one_admin() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("data");
+    let data_s = data.to_str().expect("utf-8 path").to_owned();
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    let mut logs = Vec::new();
+    for i in 0..3 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let log = tmp.path().join(format!("node{i}.log"));
+        procs.push(spawn(
+            &["--data-dir", &data_s, "--listen", &addr.to_string()],
+            &[],
+            &log,
+        ));
+        addrs.push(addr);
+        logs.push(log);
+    }
+    for ((proc, addr), log) in procs.iter_mut().zip(&addrs).zip(&logs) {
+        wait_serving(*addr, proc, log).await;
+    }
+    let files = credential_files(&data);
+    assert_eq!(
+        files,
+        [data.join("admin-credentials")],
+        "one credentials file"
+    );
+    assert_eq!(mode(&files[0]), 0o600);
+    assert_eq!(mode(&data.join("encryption-key")), 0o600);
+    let (key, secret) = read_admin_credentials(&files[0]);
+    assert!(key.starts_with("AKIA") && secret.len() == 40);
+    admin_works_everywhere(&addrs, &key, &secret).await;
+    assert_logs_clean(&logs, &secret);
+
+    let mut config = hive_api::config::Config::default();
+    config.storage.data_dir = data.clone();
+    let keyring = hive_api::bootstrap::load_keyring(&config).expect("keyring");
+    let store = hive_kv::sqlite::SqliteStore::open(&data)
+        .await
+        .expect("store");
+    assert_eq!(
+        admin_key_count(&store, keyring).await,
+        1,
+        "exactly one admin key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_binaries_on_one_nats_server_make_one_admin() {
+    let nats = hive_kv::testing::NatsServer::start();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let key_file = tmp.path().join("sealing-key");
+    std::fs::write(&key_file, "3c".repeat(32)).expect("write key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key_s = key_file.to_str().expect("utf-8").to_owned();
+    let url = nats.url();
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    let mut logs = Vec::new();
+    let mut dirs = Vec::new();
+    for i in 0..3 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let dir = tmp.path().join(format!("data{i}"));
+        let log = tmp.path().join(format!("node{i}.log"));
+        procs.push(spawn(
+            &[
+                "--data-dir",
+                dir.to_str().expect("utf-8"),
+                "--listen",
+                &addr.to_string(),
+                "--nats-url",
+                &url,
+            ],
+            &[("HIVE_ENCRYPTION_KEY_FILE", &key_s)],
+            &log,
+        ));
+        addrs.push(addr);
+        logs.push(log);
+        dirs.push(dir);
+    }
+    for ((proc, addr), log) in procs.iter_mut().zip(&addrs).zip(&logs) {
+        wait_serving(*addr, proc, log).await;
+    }
+    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| credential_files(d)).collect();
+    assert_eq!(
+        files.len(),
+        1,
+        "exactly one process wrote credentials: {files:?}"
+    );
+    assert_eq!(mode(&files[0]), 0o600);
+    for d in &dirs {
+        assert!(
+            !d.join("encryption-key").exists(),
+            "the configured key is used"
+        );
+    }
+    let (key, secret) = read_admin_credentials(&files[0]);
+    admin_works_everywhere(&addrs, &key, &secret).await;
+    assert_logs_clean(&logs, &secret);
+
+    let store = hive_kv::nats::NatsStore::connect(&url, hive_kv::nats::NatsOptions::default())
+        .await
+        .expect("connect");
+    let keyring = hive_iam::seal::Keyring::new(
+        hive_iam::seal::SealKey::from_hex(&"3c".repeat(32)).expect("key"),
+    );
+    assert_eq!(
+        admin_key_count(&store, keyring).await,
+        1,
+        "exactly one admin key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_the_admin_and_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let n = node::start(node_config(dir.path()))
+        .await
+        .expect("first start");
+    let path = dir.path().join("admin-credentials");
+    assert!(
+        matches!(&n.bootstrap, Some(AdminBootstrap::Created { path: p, .. }) if *p == path),
+        "{:?}",
+        n.bootstrap
+    );
+    let before = std::fs::read(&path).expect("credentials");
+    n.shutdown().await.expect("stop");
+    let n = node::start(node_config(dir.path()))
+        .await
+        .expect("second start");
+    assert_eq!(n.bootstrap, Some(AdminBootstrap::AlreadyDone));
+    assert_eq!(std::fs::read(&path).expect("credentials"), before);
+    assert_eq!(credential_files(dir.path()).len(), 1);
+    let (key, secret) = read_admin_credentials(&path);
+    admin_works_everywhere(&[n.addr], &key, &secret).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_setup_token_bootstraps_once_through_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "setup-token-0123456789";
+    let mut config = node_config(dir.path());
+    config.server.setup_token = Some(Secret::new(token));
+    let n = node::start(config.clone()).await.expect("start");
+    assert_eq!(n.bootstrap, None);
+    assert!(
+        credential_files(dir.path()).is_empty(),
+        "no automatic bootstrap"
+    );
+    assert!(
+        !n.app.iam.is_bootstrapped(ACCOUNT_ID).await.expect("read"),
+        "nothing created before the token is used"
+    );
+
+    let post = |hdr: String| async move {
+        raw(
+            n.addr,
+            format!(
+                "POST /bootstrap HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n{hdr}\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+    };
+    let r = post(String::new()).await;
+    assert_eq!(
+        (r.status, error_code(&r.body)),
+        (403, Some("AccessDenied")),
+        "{}",
+        r.body
+    );
+    let r = post("X-Hive-Setup-Token: setup-token-0123456788\r\n".into()).await;
+    assert_eq!(
+        (r.status, error_code(&r.body)),
+        (403, Some("AccessDenied")),
+        "{}",
+        r.body
+    );
+    let r = get(n.addr, "/bootstrap").await;
+    assert_eq!(r.status, 405, "{}", r.body);
+    assert!(!n.app.iam.is_bootstrapped(ACCOUNT_ID).await.expect("read"));
+
+    let r = post(format!("X-Hive-Setup-Token: {token}\r\n")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v: serde_json::Value = serde_json::from_str(&r.body).expect("JSON");
+    let key = v["AccessKeyId"].as_str().expect("key id").to_owned();
+    let secret = v["SecretAccessKey"].as_str().expect("secret").to_owned();
+    assert_eq!(v["Arn"], "arn:aws:iam::000000000000:user/admin");
+    admin_works_everywhere(&[n.addr], &key, &secret).await;
+    assert!(
+        credential_files(dir.path()).is_empty(),
+        "the API answer is the only copy"
+    );
+
+    let r = post(format!("X-Hive-Setup-Token: {token}\r\n")).await;
+    assert_eq!(
+        (r.status, error_code(&r.body)),
+        (409, Some("SetupTokenSpent")),
+        "{}",
+        r.body
+    );
+    // Spent across restarts too.
+    n.shutdown().await.expect("stop");
+    let n = node::start(config).await.expect("restart");
+    let r = raw(
+        n.addr,
+        format!(
+            "POST /bootstrap HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\nX-Hive-Setup-Token: {token}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    let keys = n
+        .app
+        .iam
+        .list_access_keys(ACCOUNT_ID, "admin")
+        .await
+        .expect("keys");
+    assert_eq!(keys.len(), 1);
+}

@@ -1,0 +1,7 @@
+//! One module per top-level command.
+
+pub mod doctor;
+pub mod iam;
+pub mod init;
+pub mod ovs;
+pub mod vpc;

@@ -1,0 +1,675 @@
+//! Account-level operations on users, groups and roles that the basic CRUD in the parent module
+//! does not cover: creating a user with a permissions boundary in one write, renaming users and
+//! groups (`UpdateUser`, `UpdateGroup`), role tags, and key and account look-ups.
+//!
+//! ## Renames
+//!
+//! A user or group lives under a key derived from its name, so a new name is a new record: the
+//! copy is created first, then the old record is deleted at the revision that was copied (a
+//! concurrent change to the old record aborts the copy and the rename starts over). Only then are
+//! the references that name the entity brought along, in the order that fails closed:
+//!
+//! - access key records name their user; until they follow, the keys do not authenticate
+//!   (a credential needs a user that lists the key);
+//! - a user's `groups` grant the groups' policies; after a group rename the members regain them
+//!   only when their records name the new group;
+//! - a group's `members` and a policy's `attachments` guard deletion and serve listings; a stale
+//!   entry there can refuse a delete but never grants anything.
+
+use hive_kv::KvError;
+use time::OffsetDateTime;
+
+use super::{
+    BootstrapMarker, CAS_RETRIES, IamRepo, already_exists, entity_key, new_id, no_such,
+    normalize_policy_refs,
+};
+use crate::error::{IamError, Result};
+use crate::identity::{
+    EntityKind, GroupRecord, Tag, UserRecord, arn, derived_unique_id, merge_tags,
+    validate_account_id, validate_name, validate_path, validate_tags,
+};
+
+/// The storage key and revision of a record that was copied under a new key.
+struct Copied {
+    key: String,
+    revision: u64,
+}
+
+impl IamRepo {
+    /// `CreateUser` with an optional permissions boundary, written in one record so that the user
+    /// never exists without its boundary. The boundary policy must exist.
+    pub async fn create_user_with_boundary(
+        &self,
+        account_id: &str,
+        name: &str,
+        path: Option<&str>,
+        tags: Vec<Tag>,
+        permissions_boundary: Option<&str>,
+    ) -> Result<UserRecord> {
+        let Some(boundary) = permissions_boundary else {
+            return self.create_user(account_id, name, path, tags).await;
+        };
+        validate_account_id(account_id)?;
+        validate_name(EntityKind::User, name)?;
+        let path = super::check_path(path)?;
+        validate_tags(&tags)?;
+        let policy = self.get_policy(boundary).await?;
+        let record = UserRecord {
+            username: name.to_owned(),
+            arn: arn(account_id, EntityKind::User, &path, name),
+            created_at: OffsetDateTime::now_utc(),
+            groups: Vec::new(),
+            policies: Vec::new(),
+            access_keys: Vec::new(),
+            user_id: new_id(EntityKind::User),
+            account_id: account_id.to_owned(),
+            path,
+            tags,
+            permissions_boundary: Some(policy.arn),
+            inline_policies: Default::default(),
+            login_profile: None,
+        };
+        let key = entity_key(account_id, EntityKind::User, name);
+        Self::create_record(&self.users, &key, &record, EntityKind::User, name).await?;
+        Ok(record)
+    }
+
+    /// `UpdateUser`: a new name and/or path. Group memberships, access keys, attached and inline
+    /// policies, tags and the unique id stay with the user; the groups' member lists, the key
+    /// records and the policies' attachment lists follow (see the module documentation for the
+    /// order). Returns the renamed record.
+    pub async fn rename_user(
+        &self,
+        account_id: &str,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> Result<UserRecord> {
+        validate_account_id(account_id)?;
+        if let Some(n) = new_name {
+            validate_name(EntityKind::User, n)?;
+        }
+        if let Some(p) = new_path {
+            validate_path(p)?;
+        }
+        for _ in 0..CAS_RETRIES {
+            let old_key = self.user_storage_key(account_id, name).await?;
+            let Some(current) = self.users.get(&old_key).await? else {
+                continue; // deleted between the two reads: look again
+            };
+            let old = current.value;
+            let mut new = old.clone();
+            if new.user_id.is_empty() {
+                // A hand-written record: keep the id it has been shown with.
+                new.user_id = derived_unique_id(EntityKind::User, &old.arn);
+            }
+            new.account_id = account_id.to_owned();
+            normalize_policy_refs(account_id, &mut new.policies);
+            if let Some(n) = new_name {
+                new.username = n.to_owned();
+            }
+            if let Some(p) = new_path {
+                new.path = p.to_owned();
+            }
+            new.arn = arn(account_id, EntityKind::User, &new.path, &new.username);
+            let new_key = entity_key(account_id, EntityKind::User, &new.username);
+            if new_key == old_key {
+                if new == old {
+                    return Ok(new);
+                }
+                match self.users.update(&old_key, &new, current.revision).await {
+                    Ok(_) => {}
+                    Err(KvError::RevisionConflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                let copied = match self.users.create(&new_key, &new).await {
+                    Ok(revision) => Copied {
+                        key: new_key,
+                        revision,
+                    },
+                    Err(KvError::AlreadyExists { .. }) => {
+                        return Err(already_exists(EntityKind::User, &new.username));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match self.users.delete(&old_key, Some(current.revision)).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        Self::drop_copy(&self.users, &copied).await;
+                        match e {
+                            KvError::RevisionConflict { .. } => continue,
+                            e => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+            self.follow_user_rename(account_id, &old, &new).await?;
+            return Ok(new);
+        }
+        Err(IamError::ConcurrentModification(format!(
+            "Too many concurrent changes to user {name}; try again."
+        )))
+    }
+
+    /// Brings the references to a renamed user along: key records, group member lists and
+    /// policy attachment lists. Every reference is attempted; the first failure is returned.
+    async fn follow_user_rename(
+        &self,
+        account_id: &str,
+        old: &UserRecord,
+        new: &UserRecord,
+    ) -> Result<()> {
+        let mut first_error = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
+        if old.username != new.username {
+            for key_id in &new.access_keys {
+                let r = Self::modify(
+                    &self.keys,
+                    key_id,
+                    || no_such(EntityKind::User, key_id),
+                    |k| {
+                        if k.username.eq_ignore_ascii_case(&old.username) {
+                            k.username = new.username.clone();
+                        }
+                        Ok(())
+                    },
+                )
+                .await;
+                note(ignore_missing(r.map(|_| ())));
+            }
+            for group in &new.groups {
+                let gkey = entity_key(account_id, EntityKind::Group, group);
+                let r = Self::modify(
+                    &self.groups,
+                    &gkey,
+                    || no_such(EntityKind::Group, group),
+                    |g| {
+                        rename_in(&mut g.members, &old.username, &new.username);
+                        Ok(())
+                    },
+                )
+                .await;
+                note(ignore_missing(r.map(|_| ())));
+            }
+        }
+        if old.arn != new.arn {
+            for policy_arn in &new.policies {
+                let r = self
+                    .modify_policy(policy_arn, |p| {
+                        replace_arn(&mut p.attachments, &old.arn, &new.arn);
+                        Ok(())
+                    })
+                    .await;
+                note(ignore_missing(r.map(|_| ())));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// `UpdateGroup`: a new name and/or path. Members, attached and inline policies and the
+    /// unique id stay with the group; the members' user records and the policies' attachment
+    /// lists follow. Members hold no permissions from the group between the move of the group
+    /// record and the update of their own records (fail closed). Returns the renamed record.
+    pub async fn rename_group(
+        &self,
+        account_id: &str,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> Result<GroupRecord> {
+        validate_account_id(account_id)?;
+        if let Some(n) = new_name {
+            validate_name(EntityKind::Group, n)?;
+        }
+        if let Some(p) = new_path {
+            validate_path(p)?;
+        }
+        let old_key = entity_key(account_id, EntityKind::Group, name);
+        for _ in 0..CAS_RETRIES {
+            let current = self
+                .groups
+                .get(&old_key)
+                .await?
+                .ok_or_else(|| no_such(EntityKind::Group, name))?;
+            let old = current.value;
+            let mut new = old.clone();
+            if let Some(n) = new_name {
+                new.group_name = n.to_owned();
+            }
+            if let Some(p) = new_path {
+                new.path = p.to_owned();
+            }
+            new.arn = arn(account_id, EntityKind::Group, &new.path, &new.group_name);
+            let new_key = entity_key(account_id, EntityKind::Group, &new.group_name);
+            if new_key == old_key {
+                if new == old {
+                    return Ok(new);
+                }
+                match self.groups.update(&old_key, &new, current.revision).await {
+                    Ok(_) => {}
+                    Err(KvError::RevisionConflict { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            } else {
+                let copied = match self.groups.create(&new_key, &new).await {
+                    Ok(revision) => Copied {
+                        key: new_key,
+                        revision,
+                    },
+                    Err(KvError::AlreadyExists { .. }) => {
+                        return Err(already_exists(EntityKind::Group, &new.group_name));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                match self.groups.delete(&old_key, Some(current.revision)).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        Self::drop_copy(&self.groups, &copied).await;
+                        match e {
+                            KvError::RevisionConflict { .. } => continue,
+                            e => return Err(e.into()),
+                        }
+                    }
+                }
+            }
+            self.follow_group_rename(account_id, &old, &new).await?;
+            return Ok(new);
+        }
+        Err(IamError::ConcurrentModification(format!(
+            "Too many concurrent changes to group {name}; try again."
+        )))
+    }
+
+    async fn follow_group_rename(
+        &self,
+        account_id: &str,
+        old: &GroupRecord,
+        new: &GroupRecord,
+    ) -> Result<()> {
+        let mut first_error = None;
+        let mut note = |r: Result<()>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
+        if old.group_name != new.group_name {
+            for member in &new.members {
+                let ukey = match self.user_storage_key(account_id, member).await {
+                    Ok(k) => k,
+                    Err(e) => {
+                        note(ignore_missing(Err(e)));
+                        continue;
+                    }
+                };
+                let r = Self::modify(
+                    &self.users,
+                    &ukey,
+                    || no_such(EntityKind::User, member),
+                    |u| {
+                        rename_in(&mut u.groups, &old.group_name, &new.group_name);
+                        Ok(())
+                    },
+                )
+                .await;
+                note(ignore_missing(r.map(|_| ())));
+            }
+        }
+        if old.arn != new.arn {
+            for policy_arn in &new.policies {
+                let r = self
+                    .modify_policy(policy_arn, |p| {
+                        replace_arn(&mut p.attachments, &old.arn, &new.arn);
+                        Ok(())
+                    })
+                    .await;
+                note(ignore_missing(r.map(|_| ())));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Removes the copy made by a rename that could not complete. The copy is deleted at the
+    /// revision it was written with; if something changed it meanwhile it is deleted anyway
+    /// (two records for one entity would be worse than a lost concurrent change).
+    async fn drop_copy<T>(bucket: &hive_kv::TypedBucket<T>, copied: &Copied)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    {
+        if let Err(KvError::RevisionConflict { .. }) =
+            bucket.delete(&copied.key, Some(copied.revision)).await
+        {
+            let _ = bucket.delete(&copied.key, None).await;
+        }
+    }
+
+    /// `TagRole`: adds or replaces tags (keys compare case-insensitively).
+    pub async fn tag_role(&self, account_id: &str, name: &str, tags: &[Tag]) -> Result<()> {
+        validate_account_id(account_id)?;
+        let key = entity_key(account_id, EntityKind::Role, name);
+        Self::modify(
+            &self.roles,
+            &key,
+            || no_such(EntityKind::Role, name),
+            |r| {
+                r.tags = merge_tags(&r.tags, tags)?;
+                Ok(())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `UntagRole`: removes the tags with these keys (case-insensitively); absent keys are
+    /// ignored, as on AWS.
+    pub async fn untag_role(&self, account_id: &str, name: &str, keys: &[String]) -> Result<()> {
+        validate_account_id(account_id)?;
+        let key = entity_key(account_id, EntityKind::Role, name);
+        Self::modify(
+            &self.roles,
+            &key,
+            || no_such(EntityKind::Role, name),
+            |r| {
+                r.tags
+                    .retain(|t| !keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)));
+                Ok(())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// When the account was bootstrapped (the closest thing to its creation date, which
+    /// `GetUser` reports for the root identity); `None` before bootstrap.
+    pub async fn account_created_at(&self, account_id: &str) -> Result<Option<OffsetDateTime>> {
+        validate_account_id(account_id)?;
+        let key = format!("{account_id}.bootstrap");
+        let Some(entry) = self.users_raw.get(&key).await? else {
+            return Ok(None);
+        };
+        let marker: BootstrapMarker =
+            serde_json::from_slice(&entry.value).map_err(|e| IamError::CorruptRecord {
+                key,
+                reason: e.to_string(),
+            })?;
+        Ok(Some(marker.created_at))
+    }
+}
+
+/// A reference that no longer resolves has nothing to follow: not an error for a rename.
+fn ignore_missing(r: Result<()>) -> Result<()> {
+    match r {
+        Err(IamError::NoSuchEntity(_)) => Ok(()),
+        other => other,
+    }
+}
+
+/// Replaces `old` (case-insensitively) by `new` in a list of names, keeping one entry.
+fn rename_in(names: &mut Vec<String>, old: &str, new: &str) {
+    let had = names.iter().any(|n| n.eq_ignore_ascii_case(old));
+    names.retain(|n| !n.eq_ignore_ascii_case(old) && !n.eq_ignore_ascii_case(new));
+    if had {
+        names.push(new.to_owned());
+    }
+}
+
+/// Replaces the ARN `old` by `new` in an attachment list; `new` is listed even when `old` was
+/// missing (the entity does hold the policy).
+fn replace_arn(arns: &mut Vec<String>, old: &str, new: &str) {
+    arns.retain(|a| a != old && a != new);
+    arns.push(new.to_owned());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::KeyStatus;
+    use crate::repo::Target;
+    use crate::seal::{Keyring, SealKey};
+    use hive_kv::iam::IamBucketNames;
+    use hive_kv::memory::MemoryStore;
+
+    const ACCT: &str = "000000000000";
+    const DOC: &str =
+        r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
+
+    async fn repo() -> IamRepo {
+        let store = MemoryStore::new();
+        let (key, _) = SealKey::generate();
+        IamRepo::open(&store, &IamBucketNames::default(), Keyring::new(key))
+            .await
+            .expect("buckets open")
+    }
+
+    #[test]
+    fn rename_in_keeps_one_entry() {
+        let mut v = vec!["a".to_owned(), "Bob".to_owned(), "carol".to_owned()];
+        rename_in(&mut v, "bob", "robert");
+        assert_eq!(v, ["a", "carol", "robert"]);
+        rename_in(&mut v, "zed", "x");
+        assert_eq!(v, ["a", "carol", "robert"]);
+        let mut arns = vec!["x".to_owned()];
+        replace_arn(&mut arns, "old", "new");
+        assert_eq!(arns, ["x", "new"]);
+    }
+
+    #[tokio::test]
+    async fn renamed_user_keeps_groups_keys_and_policies() {
+        let repo = repo().await;
+        repo.create_user(ACCT, "bob", None, vec![])
+            .await
+            .expect("user");
+        repo.create_group(ACCT, "devs", None).await.expect("group");
+        repo.add_user_to_group(ACCT, "devs", "bob")
+            .await
+            .expect("join");
+        let policy = repo
+            .create_policy(ACCT, "p", None, DOC, None, vec![])
+            .await
+            .expect("policy");
+        repo.attach_policy(ACCT, &Target::User("bob".into()), &policy.arn)
+            .await
+            .expect("attach");
+        let key = repo.create_access_key(ACCT, "bob").await.expect("key");
+        let before = repo.get_user(ACCT, "bob").await.expect("bob");
+
+        let renamed = repo
+            .rename_user(ACCT, "BOB", Some("robert"), Some("/eng/"))
+            .await
+            .expect("rename");
+        assert_eq!(renamed.arn, "arn:aws:iam::000000000000:user/eng/robert");
+        assert_eq!(renamed.user_id, before.user_id);
+        assert_eq!(
+            repo.get_user(ACCT, "bob").await.expect_err("gone").code(),
+            "NoSuchEntity"
+        );
+        let now = repo.get_user(ACCT, "robert").await.expect("robert");
+        assert_eq!(now.groups, ["devs"]);
+        assert_eq!(
+            now.access_keys,
+            std::slice::from_ref(&key.record.access_key_id)
+        );
+        assert_eq!(
+            repo.get_group(ACCT, "devs").await.expect("g").members,
+            ["robert"]
+        );
+        let p = repo.get_policy(&policy.arn).await.expect("p");
+        assert_eq!(p.attachments, std::slice::from_ref(&renamed.arn));
+        let cred = repo
+            .lookup_credential(&key.record.access_key_id, OffsetDateTime::now_utc())
+            .await
+            .expect("lookup")
+            .expect("the key still authenticates");
+        assert_eq!(cred.principal.arn(), renamed.arn);
+        assert_eq!(cred.status, KeyStatus::Active);
+        // Taken names are refused, and nothing changes.
+        repo.create_user(ACCT, "alice", None, vec![])
+            .await
+            .expect("alice");
+        assert_eq!(
+            repo.rename_user(ACCT, "robert", Some("ALICE"), None)
+                .await
+                .expect_err("taken")
+                .code(),
+            "EntityAlreadyExists"
+        );
+        assert!(repo.get_user(ACCT, "robert").await.is_ok());
+        // A change of case only rewrites the record in place.
+        let cased = repo
+            .rename_user(ACCT, "robert", Some("Robert"), None)
+            .await
+            .expect("case");
+        assert_eq!(cased.username, "Robert");
+        assert_eq!(
+            repo.get_group(ACCT, "devs").await.expect("g").members,
+            ["Robert"]
+        );
+    }
+
+    #[tokio::test]
+    async fn renamed_group_keeps_members_and_policies() {
+        let repo = repo().await;
+        repo.create_user(ACCT, "bob", None, vec![])
+            .await
+            .expect("user");
+        repo.create_group(ACCT, "devs", None).await.expect("group");
+        repo.add_user_to_group(ACCT, "devs", "bob")
+            .await
+            .expect("join");
+        let policy = repo
+            .create_policy(ACCT, "p", None, DOC, None, vec![])
+            .await
+            .expect("policy");
+        repo.attach_policy(ACCT, &Target::Group("devs".into()), &policy.arn)
+            .await
+            .expect("attach");
+        let g = repo
+            .rename_group(ACCT, "devs", Some("builders"), Some("/x/"))
+            .await
+            .expect("rename");
+        assert_eq!(g.arn, "arn:aws:iam::000000000000:group/x/builders");
+        assert_eq!(
+            repo.get_user(ACCT, "bob").await.expect("bob").groups,
+            ["builders"]
+        );
+        assert_eq!(
+            repo.get_policy(&policy.arn).await.expect("p").attachments,
+            std::slice::from_ref(&g.arn)
+        );
+        let bob = crate::identity::Principal::User {
+            account_id: ACCT.into(),
+            username: "bob".into(),
+            user_id: String::new(),
+            arn: String::new(),
+        };
+        let eff = repo.effective_policies(&bob, None).await.expect("eff");
+        assert_eq!(eff.identity.len(), 1, "the group's policy still applies");
+        assert_eq!(
+            repo.rename_group(ACCT, "devs", Some("x"), None)
+                .await
+                .expect_err("old name gone")
+                .code(),
+            "NoSuchEntity"
+        );
+    }
+
+    /// A rename racing with membership changes never leaves a user holding a group that does
+    /// not list it, nor two records for one user.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn renames_racing_membership_stay_consistent() {
+        let repo = std::sync::Arc::new(repo().await);
+        for i in 0..20 {
+            let (old, new, group) = (format!("u{i}"), format!("v{i}"), format!("g{i}"));
+            repo.create_user(ACCT, &old, None, vec![])
+                .await
+                .expect("user");
+            repo.create_group(ACCT, &group, None).await.expect("group");
+            let (r1, r2) = (repo.clone(), repo.clone());
+            let (o1, n1, o2, g2) = (old.clone(), new.clone(), old.clone(), group.clone());
+            let rename =
+                tokio::spawn(async move { r1.rename_user(ACCT, &o1, Some(&n1), None).await });
+            let join = tokio::spawn(async move { r2.add_user_to_group(ACCT, &g2, &o2).await });
+            rename.await.expect("task").expect("rename wins or retries");
+            let joined = join.await.expect("task").is_ok();
+            assert!(repo.get_user(ACCT, &old).await.is_err(), "one record only");
+            let user = repo.get_user(ACCT, &new).await.expect("renamed");
+            let members = repo.get_group(ACCT, &group).await.expect("group").members;
+            if user.groups.contains(&group) {
+                assert_eq!(members, std::slice::from_ref(&new), "iteration {i}");
+            }
+            if joined {
+                assert_eq!(user.groups, std::slice::from_ref(&group), "iteration {i}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn boundary_at_creation_and_role_tags() {
+        let repo = repo().await;
+        assert_eq!(
+            repo.create_user_with_boundary(
+                ACCT,
+                "u",
+                None,
+                vec![],
+                Some("arn:aws:iam::000000000000:policy/none")
+            )
+            .await
+            .expect_err("no policy")
+            .code(),
+            "NoSuchEntity"
+        );
+        assert!(repo.get_user(ACCT, "u").await.is_err(), "nothing written");
+        let p = repo
+            .create_policy(ACCT, "b", None, DOC, None, vec![])
+            .await
+            .expect("policy");
+        let u = repo
+            .create_user_with_boundary(ACCT, "u", None, vec![], Some(&p.arn))
+            .await
+            .expect("user");
+        assert_eq!(u.permissions_boundary.as_deref(), Some(p.arn.as_str()));
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"sts:AssumeRole"}]}"#;
+        repo.create_role(ACCT, "r", None, trust, None, None, vec![])
+            .await
+            .expect("role");
+        let tag = |k: &str, v: &str| Tag {
+            key: k.into(),
+            value: v.into(),
+        };
+        repo.tag_role(ACCT, "R", &[tag("team", "a"), tag("env", "prod")])
+            .await
+            .expect("tag");
+        repo.tag_role(ACCT, "r", &[tag("TEAM", "b")])
+            .await
+            .expect("retag");
+        repo.untag_role(ACCT, "r", &["env".into(), "absent".into()])
+            .await
+            .expect("untag");
+        assert_eq!(
+            repo.get_role(ACCT, "r").await.expect("role").tags,
+            [tag("TEAM", "b")]
+        );
+        assert_eq!(
+            repo.tag_role(ACCT, "nope", &[])
+                .await
+                .expect_err("no role")
+                .code(),
+            "NoSuchEntity"
+        );
+        let key = repo.create_access_key(ACCT, "u").await.expect("key");
+        let id = key.record.access_key_id;
+        assert_eq!(
+            repo.get_access_key(ACCT, &id).await.expect("k").username,
+            "u"
+        );
+        assert!(repo.get_access_key("111111111111", &id).await.is_err());
+        assert!(repo.account_created_at(ACCT).await.expect("read").is_none());
+        repo.bootstrap(ACCT).await.expect("bootstrap");
+        assert!(repo.account_created_at(ACCT).await.expect("read").is_some());
+    }
+}
