@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use hive_iam::error::IamError;
-use hive_iam::identity::{Credential, Principal as IamPrincipal};
+use hive_iam::identity::{Credential, Principal as IamPrincipal, UserRecord};
 use hive_iam::policy::{Principal as PolicyPrincipal, RequestContext as PolicyRequest};
 use hive_iam::repo::IamRepo;
 use hive_iam::seal::Keyring;
@@ -115,6 +115,7 @@ struct AuthCache {
     live: AtomicBool,
     credentials: Mutex<HashMap<String, Cached<Credential>>>,
     policies: Mutex<HashMap<String, Cached<CompiledPolicies>>>,
+    users: Mutex<HashMap<String, Cached<UserRecord>>>,
     hits: AtomicU64,
     misses: AtomicU64,
     invalidations: AtomicU64,
@@ -180,6 +181,7 @@ impl AuthCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         Self::lock(&self.credentials).clear();
         Self::lock(&self.policies).clear();
+        Self::lock(&self.users).clear();
     }
 
     fn on_change(&self, kind: BucketKind, key: &str) {
@@ -324,6 +326,20 @@ impl App {
     /// Drop everything the authentication cache holds.
     pub fn invalidate_auth_cache(&self) {
         self.cache.clear();
+    }
+
+    /// A user record (cached like credentials and policies, so `GetUser` of oneself costs no
+    /// storage read), as [`IamRepo::get_user`] gives it.
+    pub async fn user(&self, account_id: &str, name: &str) -> Result<Arc<UserRecord>, IamError> {
+        let key = format!("{account_id}/{}", name.to_lowercase());
+        if let Some(hit) = self.cache.get(&self.cache.users, &key) {
+            return Ok(hit);
+        }
+        let generation = self.cache.generation();
+        let found = Arc::new(self.iam.get_user(account_id, name).await?);
+        self.cache
+            .insert(&self.cache.users, key, found.clone(), generation);
+        Ok(found)
     }
 
     /// The credentials of `access_key_id` (cached), as [`IamRepo::lookup_credential`] gives

@@ -49,7 +49,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    hive_api::telemetry::init(config.server.log_format);
+    // Held until main returns: dropping it flushes the log.
+    let _log_guard = hive_api::telemetry::init(config.server.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,7 +7,9 @@
 //! | `GetSessionToken` | none; IAM users and the root only, never session credentials | `Credentials` acting as the caller with the caller's permissions |
 //! | `AssumeRole` | the role's trust policy, plus `sts:AssumeRole` in the caller's policies unless the trust policy names the caller (same account) | `Credentials`, `AssumedRoleUser`, `PackedPolicySize` |
 //!
-//! `AssumeRole` is decided by [`Authorizer::authorize_assume_role`]: the role's trust policy
+//! `AssumeRole` is decided by
+//! [`Authorizer::authorize_assume_role`](hive_iam::policy::Authorizer::authorize_assume_role):
+//! the role's trust policy
 //! plays the resource-based policy. A role that does not exist is refused exactly like a role
 //! whose trust policy does not allow the caller, so callers cannot probe for role names. The
 //! session may be narrowed with an inline session policy (`Policy`) and managed policies
@@ -32,7 +34,7 @@ use async_trait::async_trait;
 use hive_iam::error::IamError;
 use hive_iam::identity::{Principal as IamPrincipal, RoleRecord, Tag};
 use hive_iam::policy::{
-    Authorizer, CompiledPolicy, PolicyKind, PolicySet, RequestContext as PolicyRequest, policy_size,
+    CompiledPolicy, PolicyKind, PolicySet, RequestContext as PolicyRequest, policy_size,
 };
 use hive_iam::repo::{EffectivePolicies, TemporaryCredentials};
 
@@ -339,58 +341,43 @@ impl StsService {
             Err(IamError::NoSuchEntity(_)) => EffectivePolicies::default(),
             Err(e) => return Err(e.into()),
         };
-        let principal_tags = match &caller.identity {
+        let tags_of = match &caller.identity {
             IamPrincipal::User {
                 account_id,
                 username,
                 ..
-            } => match self.app.iam.get_user(account_id, username).await {
-                Ok(u) => u.tags,
-                Err(IamError::NoSuchEntity(_)) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            },
+            } => Some(
+                self.app
+                    .iam
+                    .get_user(account_id, username)
+                    .await
+                    .map(|u| u.tags),
+            ),
             IamPrincipal::AssumedRole {
                 account_id,
                 role_name,
                 ..
-            } => match self.app.iam.get_role(account_id, role_name).await {
-                Ok(r) => r.tags,
-                Err(IamError::NoSuchEntity(_)) => Vec::new(),
-                Err(e) => return Err(e.into()),
-            },
-            IamPrincipal::Root { .. } => Vec::new(),
+            } => Some(
+                self.app
+                    .iam
+                    .get_role(account_id, role_name)
+                    .await
+                    .map(|r| r.tags),
+            ),
+            IamPrincipal::Root { .. } => None,
         };
-        let compile = |source: &str, text: &str| {
-            CompiledPolicy::parse(source, text, PolicyKind::Identity)
-                .map(Arc::new)
-                .map_err(|e| {
-                    tracing::warn!(policy = source, error = %e, "stored policy does not parse; denying");
-                    ApiError::internal()
-                })
+        let principal_tags = match tags_of {
+            Some(Ok(tags)) => tags,
+            None | Some(Err(IamError::NoSuchEntity(_))) => Vec::new(),
+            Some(Err(e)) => return Err(e.into()),
         };
-        let identity = PolicySet::new(
-            effective
-                .identity
-                .iter()
-                .map(|p| compile(&p.source, &p.document))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
-        let boundary = match &effective.boundary {
-            Some(b) => Some(PolicySet::new([compile(&b.source, &b.document)?])),
-            None => None,
-        };
-        let session = match &effective.session {
-            Some(s) => Some(PolicySet::new([compile("session", s)?])),
-            None => None,
-        };
-        let mut authorizer =
-            Authorizer::new(&identity).cross_account(caller.account_id != role.account_id);
-        if let Some(b) = &boundary {
-            authorizer = authorizer.with_permissions_boundary(b);
-        }
-        if let Some(s) = &session {
-            authorizer = authorizer.with_session_policies(s);
-        }
+        let layers = effective.compile().map_err(|e| {
+            tracing::warn!(policy = %e.source_name, error = %e.error, "stored policy does not parse; denying");
+            ApiError::internal()
+        })?;
+        let authorizer = layers
+            .authorizer()
+            .cross_account(caller.account_id != role.account_id);
         let mut actions = vec!["sts:AssumeRole"];
         if !tags.is_empty() {
             actions.push("sts:TagSession");

@@ -296,6 +296,15 @@ impl std::fmt::Debug for IamRepo {
     }
 }
 
+/// What a `Tag*` or `Untag*` action does to a tag list.
+#[derive(Clone, Copy)]
+enum TagChange<'a> {
+    /// Adds these tags, replacing those with the same keys (case-insensitively).
+    Set(&'a [Tag]),
+    /// Removes the tags with these keys (case-insensitively); absent keys are ignored, as on AWS.
+    Remove(&'a [String]),
+}
+
 impl IamRepo {
     /// A repository over opened buckets; secrets are sealed with `keyring`.
     pub fn new(buckets: IamBuckets, keyring: Keyring) -> Self {
@@ -443,6 +452,38 @@ impl IamRepo {
             .ok_or_else(|| no_such(kind, name))
     }
 
+    /// The `Tag*` and `Untag*` actions for users and roles: changes the tag list of the named
+    /// record in one compare-and-set write (`NoSuchEntity` when absent).
+    async fn change_tags<T>(
+        bucket: &TypedBucket<T>,
+        (account_id, kind, name): (&str, EntityKind, &str),
+        tags_of: fn(&mut T) -> &mut Vec<Tag>,
+        change: TagChange<'_>,
+    ) -> Result<()>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync,
+    {
+        validate_account_id(account_id)?;
+        let key = entity_key(account_id, kind, name);
+        Self::modify(
+            bucket,
+            &key,
+            || no_such(kind, name),
+            |record| {
+                let tags = tags_of(record);
+                match change {
+                    TagChange::Set(new) => *tags = merge_tags(tags, new)?,
+                    TagChange::Remove(keys) => {
+                        tags.retain(|t| !keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)));
+                    }
+                }
+                Ok(())
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Applies `change` to the user, group or role named by `target`; returns its ARN.
     async fn modify_holder<F>(
         &self,
@@ -484,10 +525,28 @@ impl IamRepo {
         path: Option<&str>,
         tags: Vec<Tag>,
     ) -> Result<UserRecord> {
+        self.create_user_record(account_id, name, path, tags, None)
+            .await
+    }
+
+    /// `CreateUser`, with or without a permissions boundary (an existing policy's ARN): the
+    /// user is written in one record, so it never exists without its boundary.
+    async fn create_user_record(
+        &self,
+        account_id: &str,
+        name: &str,
+        path: Option<&str>,
+        tags: Vec<Tag>,
+        permissions_boundary: Option<&str>,
+    ) -> Result<UserRecord> {
         validate_account_id(account_id)?;
         validate_name(EntityKind::User, name)?;
         let path = check_path(path)?;
         validate_tags(&tags)?;
+        let permissions_boundary = match permissions_boundary {
+            Some(boundary) => Some(self.get_policy(boundary).await?.arn),
+            None => None,
+        };
         let record = UserRecord {
             username: name.to_owned(),
             arn: arn(account_id, EntityKind::User, &path, name),
@@ -499,7 +558,7 @@ impl IamRepo {
             account_id: account_id.to_owned(),
             path,
             tags,
-            permissions_boundary: None,
+            permissions_boundary,
             inline_policies: BTreeMap::new(),
             login_profile: None,
         };
@@ -586,37 +645,14 @@ impl IamRepo {
 
     /// `TagUser`.
     pub async fn tag_user(&self, account_id: &str, name: &str, tags: &[Tag]) -> Result<()> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::User, name);
-        Self::modify(
-            &self.users,
-            &key,
-            || no_such(EntityKind::User, name),
-            |u| {
-                u.tags = merge_tags(&u.tags, tags)?;
-                Ok(())
-            },
-        )
-        .await
-        .map(|_| ())
+        let named = (account_id, EntityKind::User, name);
+        Self::change_tags(&self.users, named, |u| &mut u.tags, TagChange::Set(tags)).await
     }
 
     /// `UntagUser`.
     pub async fn untag_user(&self, account_id: &str, name: &str, keys: &[String]) -> Result<()> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::User, name);
-        Self::modify(
-            &self.users,
-            &key,
-            || no_such(EntityKind::User, name),
-            |u| {
-                u.tags
-                    .retain(|t| !keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)));
-                Ok(())
-            },
-        )
-        .await
-        .map(|_| ())
+        let named = (account_id, EntityKind::User, name);
+        Self::change_tags(&self.users, named, |u| &mut u.tags, TagChange::Remove(keys)).await
     }
 
     // ----- groups -----------------------------------------------------------------------

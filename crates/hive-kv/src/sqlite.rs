@@ -260,27 +260,29 @@ impl BucketRow {
 }
 
 fn load_bucket(conn: &Connection, name: &str) -> Result<BucketRow> {
-    conn.query_row(
+    // Cached statements: these run on every read and write; compiling the SQL each time cost
+    // more than executing it.
+    conn.prepare_cached(
         "SELECT history, ttl_ms, replicas, max_value_size, last_revision
          FROM kv_buckets WHERE name = ?1",
-        params![name],
-        |r| {
-            Ok(BucketRow {
-                config: BucketConfig {
-                    name: name.to_owned(),
-                    history: u8::try_from(r.get::<_, i64>(0)?).unwrap_or(1),
-                    ttl: r
-                        .get::<_, Option<i64>>(1)?
-                        .map(|ms| Duration::from_millis(to_u64(ms))),
-                    replicas: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(1),
-                    max_value_size: r
-                        .get::<_, Option<i64>>(3)?
-                        .and_then(|v| usize::try_from(v).ok()),
-                },
-                last_revision: to_u64(r.get(4)?),
-            })
-        },
     )
+    .map_err(sql_err)?
+    .query_row(params![name], |r| {
+        Ok(BucketRow {
+            config: BucketConfig {
+                name: name.to_owned(),
+                history: u8::try_from(r.get::<_, i64>(0)?).unwrap_or(1),
+                ttl: r
+                    .get::<_, Option<i64>>(1)?
+                    .map(|ms| Duration::from_millis(to_u64(ms))),
+                replicas: usize::try_from(r.get::<_, i64>(2)?).unwrap_or(1),
+                max_value_size: r
+                    .get::<_, Option<i64>>(3)?
+                    .and_then(|v| usize::try_from(v).ok()),
+            },
+            last_revision: to_u64(r.get(4)?),
+        })
+    })
     .optional()
     .map_err(sql_err)?
     .ok_or_else(|| KvError::BucketNotFound(name.to_owned()))
@@ -301,15 +303,13 @@ fn row_to_entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
 }
 
 fn last_of_key(tx: &Connection, bucket: &str, key: &str, cutoff: i64) -> Result<Option<Entry>> {
-    tx.query_row(
-        &format!(
-            "SELECT {ENTRY_COLUMNS} FROM kv_entries
-             WHERE bucket = ?1 AND key = ?2 AND created_ns > ?3
-             ORDER BY revision DESC LIMIT 1"
-        ),
-        params![bucket, key, cutoff],
-        row_to_entry,
-    )
+    tx.prepare_cached(&format!(
+        "SELECT {ENTRY_COLUMNS} FROM kv_entries
+         WHERE bucket = ?1 AND key = ?2 AND created_ns > ?3
+         ORDER BY revision DESC LIMIT 1"
+    ))
+    .map_err(sql_err)?
+    .query_row(params![bucket, key, cutoff], row_to_entry)
     .optional()
     .map_err(sql_err)
 }

@@ -8,39 +8,63 @@ use repo_support as support;
 use std::collections::HashSet;
 
 use hive_vpc::eni::CreateInterface;
+use hive_vpc::error::VpcError;
 use hive_vpc::model::{Direction, Peer};
 use hive_vpc::repo::VpcRepo;
-use support::{ACCOUNT, Backend, tcp_from_group};
+use support::{ACCOUNT, Backend, Build, tcp_from_group};
 
 async fn three_repos(b: &Backend) -> Vec<VpcRepo> {
     vec![b.repo.clone(), b.another().await, b.another().await]
 }
 
+/// Runs `call(repo, i)` for `i` in `0..n` all at once, spread over three connections; the
+/// results in the order of `i`.
+async fn race<T, Fut>(
+    b: &Backend,
+    n: usize,
+    call: impl Fn(VpcRepo, usize) -> Fut,
+) -> Vec<Result<T, VpcError>>
+where
+    T: Send + 'static,
+    Fut: Future<Output = Result<T, VpcError>> + Send + 'static,
+{
+    let repos = three_repos(b).await;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| tokio::spawn(call(repos[i % repos.len()].clone(), i)))
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+    results
+}
+
+/// Exactly one of the racing calls won; every other lost with the EC2 error `code`.
+fn exactly_one_won<T>(results: Vec<Result<T, VpcError>>, code: &str) {
+    let mut ok = 0;
+    for r in results {
+        match r {
+            Ok(_) => ok += 1,
+            Err(e) => assert_eq!(e.code(), code),
+        }
+    }
+    assert_eq!(ok, 1);
+}
+
 async fn eni_300_distinct_addresses(b: Backend) {
-    let repos = three_repos(&b).await;
-    let vpc = b
-        .repo
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = b
-        .repo
-        .create_subnet(ACCOUNT, &vpc.vpc.id, "10.1.0.0/22", None, &[])
-        .await
-        .expect("subnet");
-    let mut tasks = Vec::new();
-    for i in 0..300 {
-        let repo = repos[i % repos.len()].clone();
+    let vpc = b.repo.new_vpc("10.1.0.0/16").await;
+    let subnet = b.repo.new_subnet(&vpc.vpc.id, "10.1.0.0/22").await;
+    let created: Vec<_> = race(&b, 300, |repo, _| {
         let subnet = subnet.id.clone();
-        tasks.push(tokio::spawn(async move {
+        async move {
             repo.create_network_interface(ACCOUNT, &subnet, &CreateInterface::default(), &[])
                 .await
-        }));
-    }
-    let mut created = Vec::new();
-    for t in tasks {
-        created.push(t.await.expect("task").expect("create interface"));
-    }
+        }
+    })
+    .await
+    .into_iter()
+    .map(|r| r.expect("create interface"))
+    .collect();
     let addrs: HashSet<_> = created.iter().map(|e| e.private_ip).collect();
     let macs: HashSet<_> = created.iter().map(|e| e.mac).collect();
     assert_eq!(addrs.len(), 300, "300 distinct addresses, 0 duplicates");
@@ -67,18 +91,14 @@ async fn eni_300_distinct_addresses(b: Backend) {
 }
 
 async fn vpc_50_distinct_vlans(b: Backend) {
-    let repos = three_repos(&b).await;
-    let mut tasks = Vec::new();
-    for i in 0..50 {
-        let repo = repos[i % repos.len()].clone();
-        tasks.push(tokio::spawn(async move {
-            repo.create_vpc(ACCOUNT, "10.1.0.0/16", &[]).await
-        }));
-    }
-    let mut vlans = HashSet::new();
-    for t in tasks {
-        vlans.insert(t.await.expect("task").expect("create vpc").vpc.vlan);
-    }
+    let created = race(&b, 50, |repo, _| async move {
+        repo.create_vpc(ACCOUNT, "10.1.0.0/16", &[]).await
+    })
+    .await;
+    let vlans: HashSet<u16> = created
+        .into_iter()
+        .map(|r| r.expect("create vpc").vpc.vlan)
+        .collect();
     assert_eq!(
         vlans,
         (2..=51).collect::<HashSet<u16>>(),
@@ -88,15 +108,8 @@ async fn vpc_50_distinct_vlans(b: Backend) {
 }
 
 async fn overlapping_subnets_race(b: Backend) {
-    let repos = three_repos(&b).await;
-    let vpc = b
-        .repo
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let mut tasks = Vec::new();
-    for i in 0..12 {
-        let repo = repos[i % repos.len()].clone();
+    let vpc = b.repo.new_vpc("10.1.0.0/16").await;
+    let results = race(&b, 12, |repo, i| {
         let vpc = vpc.vpc.id.clone();
         // Half ask for the /24, half for a /25 inside it: exactly one may win.
         let cidr = if i % 2 == 0 {
@@ -104,46 +117,25 @@ async fn overlapping_subnets_race(b: Backend) {
         } else {
             "10.1.1.128/25"
         };
-        tasks.push(tokio::spawn(async move {
-            repo.create_subnet(ACCOUNT, &vpc, cidr, None, &[]).await
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.expect("task") {
-            Ok(_) => ok += 1,
-            Err(e) => assert_eq!(e.code(), "InvalidSubnet.Conflict"),
-        }
-    }
-    assert_eq!(ok, 1);
+        async move { repo.create_subnet(ACCOUNT, &vpc, cidr, None, &[]).await }
+    })
+    .await;
+    exactly_one_won(results, "InvalidSubnet.Conflict");
     assert_eq!(b.repo.list_subnets(ACCOUNT).await.expect("list").len(), 1);
 }
 
 async fn duplicate_group_names_race(b: Backend) {
-    let repos = three_repos(&b).await;
-    let vpc = b
-        .repo
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let mut tasks = Vec::new();
-    for i in 0..12 {
-        let repo = repos[i % repos.len()].clone();
+    let vpc = b.repo.new_vpc("10.1.0.0/16").await;
+    let results = race(&b, 12, |repo, i| {
         let vpc = vpc.vpc.id.clone();
         let name = if i % 2 == 0 { "web" } else { "WEB" };
-        tasks.push(tokio::spawn(async move {
+        async move {
             repo.create_security_group(ACCOUNT, &vpc, name, "w", &[])
                 .await
-        }));
-    }
-    let mut ok = 0;
-    for t in tasks {
-        match t.await.expect("task") {
-            Ok(_) => ok += 1,
-            Err(e) => assert_eq!(e.code(), "InvalidGroup.Duplicate"),
         }
-    }
-    assert_eq!(ok, 1);
+    })
+    .await;
+    exactly_one_won(results, "InvalidGroup.Duplicate");
     assert_eq!(
         b.repo
             .list_security_groups(ACCOUNT)
@@ -157,21 +149,9 @@ async fn duplicate_group_names_race(b: Backend) {
 
 async fn group_deletion_races_new_uses(b: Backend) {
     let repos = three_repos(&b).await;
-    let vpc = b
-        .repo
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = b
-        .repo
-        .create_subnet(ACCOUNT, &vpc.vpc.id, "10.1.0.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let holder = b
-        .repo
-        .create_security_group(ACCOUNT, &vpc.vpc.id, "holder", "h", &[])
-        .await
-        .expect("holder");
+    let vpc = b.repo.new_vpc("10.1.0.0/16").await;
+    let subnet = b.repo.new_subnet(&vpc.vpc.id, "10.1.0.0/24").await;
+    let holder = b.repo.new_group(&vpc.vpc.id, "holder", "h").await;
     for round in 0..12 {
         let target = b
             .repo

@@ -21,7 +21,10 @@ use hive_vpc::repo::{
     GatewayBinding, NodeBindings, RecordKind, ResourceId, SubnetAttribute, VpcAttribute,
 };
 use hive_vpc::vlan::VlanPool;
-use support::{ACCOUNT, Backend, OTHER, code, snapshot, tag, tcp_from_cidr, tcp_from_group};
+use support::{
+    ACCOUNT, Backend, Build, OTHER, assert_default_network_stored, code, snapshot, tag,
+    tcp_from_cidr, tcp_from_group,
+};
 
 const UNKNOWN_VPC: &str = "vpc-0123456789abcdef0";
 const UNKNOWN_SUBNET: &str = "subnet-0123456789abcdef0";
@@ -118,28 +121,15 @@ async fn vpc_lifecycle(b: Backend) {
         code(r.delete_vpc(ACCOUNT, &new.vpc.id).await),
         "InvalidVpcID.NotFound"
     );
-    let third = r
-        .create_vpc(ACCOUNT, "10.2.0.0/16", &[])
-        .await
-        .expect("vpc");
+    let third = r.new_vpc("10.2.0.0/16").await;
     assert_eq!(third.vpc.vlan, 2, "the freed VLAN is handed out again");
 }
 
 async fn vpc_errors_write_nothing(b: Backend) {
     let r = &b.repo;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc")
-        .vpc;
-    let subnet = r
-        .create_subnet(ACCOUNT, &vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let web = r
-        .create_security_group(ACCOUNT, &vpc.id, "web", "web", &[])
-        .await
-        .expect("group");
+    let vpc = r.new_vpc("10.1.0.0/16").await.vpc;
+    let subnet = r.new_subnet(&vpc.id, "10.1.1.0/24").await;
+    let web = r.new_group(&vpc.id, "web", "web").await;
     let before = snapshot(r).await;
     for (cidr, expected) in [
         ("10.0.0.0/8", "InvalidVpc.Range"),
@@ -233,19 +223,13 @@ async fn vpc_limit_exceeded(b: Backend) {
     assert_eq!(snapshot(r).await, before);
     pool.release(77).expect("release");
     put(&pool).await;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
+    let vpc = r.new_vpc("10.1.0.0/16").await;
     assert_eq!(vpc.vpc.vlan, 77);
 }
 
 async fn subnet_lifecycle_and_errors(b: Backend) {
     let r = &b.repo;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
+    let vpc = r.new_vpc("10.1.0.0/16").await;
     let vpc_id = vpc.vpc.id.clone();
     let s = r
         .create_subnet(ACCOUNT, &vpc_id, "10.1.1.0/24", None, &[tag("tier", "web")])
@@ -330,10 +314,7 @@ async fn subnet_lifecycle_and_errors(b: Backend) {
             .map_public_ip_on_launch
     );
 
-    let eni = r
-        .create_network_interface(ACCOUNT, &s.id, &CreateInterface::default(), &[])
-        .await
-        .expect("eni");
+    let eni = r.new_eni(&s.id, &CreateInterface::default()).await;
     let before = snapshot(r).await;
     assert_eq!(
         code(r.delete_subnet(ACCOUNT, &s.id).await),
@@ -358,31 +339,13 @@ async fn subnet_lifecycle_and_errors(b: Backend) {
 
 async fn security_groups_and_rules(b: Backend) {
     let r = &b.repo;
-    let a = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc a");
-    let bb = r
-        .create_vpc(ACCOUNT, "10.2.0.0/16", &[])
-        .await
-        .expect("vpc b");
-    let subnet = r
-        .create_subnet(ACCOUNT, &a.vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let web = r
-        .create_security_group(ACCOUNT, &a.vpc.id, "web", "web servers", &[])
-        .await
-        .expect("web");
+    let a = r.new_vpc("10.1.0.0/16").await;
+    let bb = r.new_vpc("10.2.0.0/16").await;
+    let subnet = r.new_subnet(&a.vpc.id, "10.1.1.0/24").await;
+    let web = r.new_group(&a.vpc.id, "web", "web servers").await;
     assert_eq!(web.rules.len(), 1, "AWS's default egress rule");
-    let db = r
-        .create_security_group(ACCOUNT, &a.vpc.id, "db", "database", &[])
-        .await
-        .expect("db");
-    let far = r
-        .create_security_group(ACCOUNT, &bb.vpc.id, "far", "other vpc", &[])
-        .await
-        .expect("far");
+    let db = r.new_group(&a.vpc.id, "db", "database").await;
+    let far = r.new_group(&bb.vpc.id, "far", "other vpc").await;
     r.create_security_group(ACCOUNT, &bb.vpc.id, "web", "same name elsewhere", &[])
         .await
         .expect("names are per VPC");
@@ -603,26 +566,11 @@ async fn security_groups_and_rules(b: Backend) {
 
 async fn network_interfaces(b: Backend) {
     let r = &b.repo;
-    let a = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let other = r
-        .create_vpc(ACCOUNT, "10.2.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = r
-        .create_subnet(ACCOUNT, &a.vpc.id, "10.1.1.0/28", None, &[])
-        .await
-        .expect("subnet");
-    let web = r
-        .create_security_group(ACCOUNT, &a.vpc.id, "web", "w", &[])
-        .await
-        .expect("web");
-    let e1 = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("e1");
+    let a = r.new_vpc("10.1.0.0/16").await;
+    let other = r.new_vpc("10.2.0.0/16").await;
+    let subnet = r.new_subnet(&a.vpc.id, "10.1.1.0/28").await;
+    let web = r.new_group(&a.vpc.id, "web", "w").await;
+    let e1 = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     assert_eq!(e1.private_ip, ip("10.1.1.4"));
     assert_eq!(e1.groups, vec![a.default_group.id.clone()]);
     assert!(e1.mac.is_locally_administered() && e1.mac.is_unicast());
@@ -713,11 +661,7 @@ async fn network_interfaces(b: Backend) {
     // A /28 offers 11 addresses: two are taken, nine more fit.
     let mut all = vec![e1.clone(), e2.clone()];
     for _ in 0..9 {
-        all.push(
-            r.create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-                .await
-                .expect("fits"),
-        );
+        all.push(r.new_eni(&subnet.id, &CreateInterface::default()).await);
     }
     let addrs: HashSet<Ipv4Addr> = all.iter().map(|e| e.private_ip).collect();
     assert_eq!(addrs.len(), 11);
@@ -810,23 +754,10 @@ async fn network_interfaces(b: Backend) {
 
 async fn tags(b: Backend) {
     let r = &b.repo;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc")
-        .vpc;
-    let subnet = r
-        .create_subnet(ACCOUNT, &vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let sg = r
-        .create_security_group(ACCOUNT, &vpc.id, "web", "w", &[])
-        .await
-        .expect("sg");
-    let eni = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("eni");
+    let vpc = r.new_vpc("10.1.0.0/16").await.vpc;
+    let subnet = r.new_subnet(&vpc.id, "10.1.1.0/24").await;
+    let sg = r.new_group(&vpc.id, "web", "w").await;
+    let eni = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     let resources = vec![
         ResourceId::parse(vpc.id.as_str()).expect("id"),
         ResourceId::parse(subnet.id.as_str()).expect("id"),
@@ -944,15 +875,7 @@ async fn default_network_bootstrap(b: Backend) {
     assert!(n.subnet.default_for_az);
     assert_eq!(n.default_group.name, "default");
     assert_eq!(r.get_vpc(ACCOUNT, &n.vpc.id).await, Ok(n.vpc.clone()));
-    assert_eq!(
-        r.get_subnet(ACCOUNT, &n.subnet.id).await,
-        Ok(n.subnet.clone())
-    );
-    assert_eq!(
-        r.get_security_group(ACCOUNT, &n.default_group.id).await,
-        Ok(n.default_group.clone())
-    );
-    assert_eq!(r.default_vpc(ACCOUNT).await, Ok(Some(n.vpc.clone())));
+    assert_default_network_stored(r, n).await;
     assert_eq!(
         r.find_security_group_by_name(ACCOUNT, None, "default")
             .await
@@ -978,10 +901,7 @@ async fn default_network_bootstrap(b: Backend) {
     );
 
     // A user VPC takes VLAN 2: VLAN 1 is never in the pool.
-    let user = r
-        .create_vpc(ACCOUNT, "10.9.0.0/16", &[])
-        .await
-        .expect("vpc");
+    let user = r.new_vpc("10.9.0.0/16").await;
     assert_eq!(user.vpc.vlan, 2);
     let other = r
         .bootstrap_default(OTHER, &VpcConfig::default())
@@ -1059,18 +979,9 @@ async fn node_state_from_kv(b: Backend) {
         .await
         .expect("bootstrap")
         .network;
-    let a = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = r
-        .create_subnet(ACCOUNT, &a.vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let web = r
-        .create_security_group(ACCOUNT, &a.vpc.id, "web", "w", &[])
-        .await
-        .expect("web");
+    let a = r.new_vpc("10.1.0.0/16").await;
+    let subnet = r.new_subnet(&a.vpc.id, "10.1.1.0/24").await;
+    let web = r.new_group(&a.vpc.id, "web", "w").await;
     r.authorize(
         ACCOUNT,
         &web.id,
@@ -1078,14 +989,8 @@ async fn node_state_from_kv(b: Backend) {
     )
     .await
     .expect("rule");
-    let e1 = r
-        .create_network_interface(ACCOUNT, &subnet.id, &eni_request(None, &[&web.id]), &[])
-        .await
-        .expect("e1");
-    let e2 = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("e2");
+    let e1 = r.new_eni(&subnet.id, &eni_request(None, &[&web.id])).await;
+    let e2 = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     let e3 = r
         .create_network_interface(
             ACCOUNT,
@@ -1216,18 +1121,9 @@ async fn watch_reports_changes(b: Backend) {
 
 async fn node_state_leaves_out_inconsistent_records(b: Backend) {
     let r = &b.repo;
-    let a = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = r
-        .create_subnet(ACCOUNT, &a.vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let e1 = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("e1");
+    let a = r.new_vpc("10.1.0.0/16").await;
+    let subnet = r.new_subnet(&a.vpc.id, "10.1.1.0/24").await;
+    let e1 = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     let mut bindings = NodeBindings::default();
     bindings.ports.insert(e1.id.clone(), 3);
     assert_eq!(r.node_state(&bindings).await.expect("state").ports.len(), 1);

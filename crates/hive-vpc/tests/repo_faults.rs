@@ -15,7 +15,7 @@ use hive_kv::memory::MemoryStore;
 use hive_kv::{Bucket, BucketConfig, Entry, KvError, KvStore, WatchFrom};
 use hive_vpc::eni::CreateInterface;
 use hive_vpc::repo::{RepoOptions, VpcRepo};
-use support::{ACCOUNT, code, snapshot};
+use support::{ACCOUNT, Build, assert_default_network_stored, code, snapshot};
 
 /// Which writes fail: (bucket name, operation).
 #[derive(Clone, Default)]
@@ -147,14 +147,8 @@ const ALLOCATIONS: &str = "hive-vpc-allocations";
 #[tokio::test]
 async fn failed_creations_undo_every_step() {
     let (r, faults) = setup().await;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = r
-        .create_subnet(ACCOUNT, &vpc.vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
+    let vpc = r.new_vpc("10.1.0.0/16").await;
+    let subnet = r.new_subnet(&vpc.vpc.id, "10.1.1.0/24").await;
     r.create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
         .await
         .expect("a first interface, so later ones are not the first allocation");
@@ -224,18 +218,9 @@ async fn failed_creations_undo_every_step() {
 #[tokio::test]
 async fn failed_deletions_keep_allocations_taken() {
     let (r, faults) = setup().await;
-    let vpc = r
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = r
-        .create_subnet(ACCOUNT, &vpc.vpc.id, "10.1.1.0/24", None, &[])
-        .await
-        .expect("subnet");
-    let eni = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("eni");
+    let vpc = r.new_vpc("10.1.0.0/16").await;
+    let subnet = r.new_subnet(&vpc.vpc.id, "10.1.1.0/24").await;
+    let eni = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     // The interface record goes first; the address release then fails: the interface is
     // gone but its address stays taken (fail closed), so no one else gets it.
     faults.set(SUBNETS, "update");
@@ -250,17 +235,11 @@ async fn failed_deletions_keep_allocations_taken() {
     );
     let stored = r.get_subnet(ACCOUNT, &subnet.id).await.expect("subnet");
     assert!(stored.addresses.is_allocated(eni.private_ip));
-    let next = r
-        .create_network_interface(ACCOUNT, &subnet.id, &CreateInterface::default(), &[])
-        .await
-        .expect("eni");
+    let next = r.new_eni(&subnet.id, &CreateInterface::default()).await;
     assert_ne!(next.private_ip, eni.private_ip);
 
     // A VPC whose record deletion fails keeps its VLAN and default group.
-    let other = r
-        .create_vpc(ACCOUNT, "10.2.0.0/16", &[])
-        .await
-        .expect("vpc");
+    let other = r.new_vpc("10.2.0.0/16").await;
     let before = snapshot(&r).await;
     faults.set(VPCS, "delete");
     assert_eq!(
@@ -285,15 +264,7 @@ async fn interrupted_bootstrap_is_finished_by_the_next() {
     let done = r.bootstrap_default(ACCOUNT, &config).await.expect("retry");
     assert!(!done.created, "the first call's claim is reused");
     let n = done.network;
-    assert_eq!(r.default_vpc(ACCOUNT).await, Ok(Some(n.vpc.clone())));
-    assert_eq!(
-        r.get_subnet(ACCOUNT, &n.subnet.id).await,
-        Ok(n.subnet.clone())
-    );
-    assert_eq!(
-        r.get_security_group(ACCOUNT, &n.default_group.id).await,
-        Ok(n.default_group.clone())
-    );
+    assert_default_network_stored(&r, &n).await;
     assert_eq!(n.vpc.vlan, 1);
     let before = snapshot(&r).await;
     r.bootstrap_default(ACCOUNT, &config).await.expect("again");

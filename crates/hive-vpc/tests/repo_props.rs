@@ -15,7 +15,7 @@ use hive_vpc::eni::CreateInterface;
 use hive_vpc::model::NetworkInterfaceId;
 use hive_vpc::repo::{RepoOptions, VpcRepo};
 use proptest::prelude::*;
-use support::{ACCOUNT, snapshot};
+use support::{ACCOUNT, Build, snapshot};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -43,14 +43,8 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let repo = VpcRepo::open(&store, &RepoOptions::default())
         .await
         .expect("open");
-    let vpc = repo
-        .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-        .await
-        .expect("vpc");
-    let subnet = repo
-        .create_subnet(ACCOUNT, &vpc.vpc.id, "10.1.1.0/28", None, &[])
-        .await
-        .expect("subnet");
+    let vpc = repo.new_vpc("10.1.0.0/16").await;
+    let subnet = repo.new_subnet(&vpc.vpc.id, "10.1.1.0/28").await;
     let mut model: BTreeMap<NetworkInterfaceId, Ipv4Addr> = BTreeMap::new();
     for op in ops {
         let before = snapshot(&repo).await;
@@ -136,10 +130,7 @@ async fn run_vlans(ops: Vec<(bool, usize)>) -> Result<(), TestCaseError> {
         if create || model.is_empty() {
             let used: BTreeSet<u16> = model.values().copied().collect();
             let expected = (2..=4094u16).find(|v| !used.contains(v)).expect("room");
-            let new = repo
-                .create_vpc(ACCOUNT, "10.1.0.0/16", &[])
-                .await
-                .expect("vpc");
+            let new = repo.new_vpc("10.1.0.0/16").await;
             prop_assert_eq!(new.vpc.vlan, expected, "the lowest free VLAN");
             model.insert(new.vpc.id, new.vpc.vlan);
         } else {

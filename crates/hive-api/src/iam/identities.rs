@@ -517,7 +517,12 @@ impl Handler<'_> {
         name: &str,
         extend: impl FnOnce(&mut PolicyRequest),
     ) -> Result<UserRecord, ApiError> {
-        let user = found(self.app.iam.get_user(self.account(), name).await)?;
+        let user = found(
+            self.app
+                .user(self.account(), name)
+                .await
+                .map(std::sync::Arc::unwrap_or_clone),
+        )?;
         let resource = match &user {
             Some(u) => u.arn.clone(),
             None => self.arn_of(EntityKind::User, "/", name),

@@ -102,8 +102,8 @@ pub(super) async fn call(
         "CreatePolicyVersion" => create_policy_version(app, ctx, params).await,
         "GetPolicyVersion" => get_policy_version(app, ctx, params).await,
         "ListPolicyVersions" => list_policy_versions(app, ctx, params).await,
-        "DeletePolicyVersion" => delete_policy_version(app, ctx, params).await,
-        "SetDefaultPolicyVersion" => set_default_policy_version(app, ctx, params).await,
+        "DeletePolicyVersion" => change_policy_version(app, ctx, params, false).await,
+        "SetDefaultPolicyVersion" => change_policy_version(app, ctx, params, true).await,
         "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" => {
             attach_policy(app, ctx, params, true).await
         }
@@ -492,8 +492,7 @@ async fn create_role(app: &App, ctx: &RequestContext, params: &Params) -> Result
 
 async fn get_role(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
     let target = Target::Role(params.required("RoleName")?.to_owned());
-    let role_arn = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, "iam:GetRole", &role_arn).await?;
+    authorize_entity(app, ctx, &target).await?;
     let (_, name) = target_parts(&target);
     let role = app.iam.get_role(account(ctx), name).await?;
     Ok(respond(ctx, |r| {
@@ -523,8 +522,7 @@ async fn update_role(app: &App, ctx: &RequestContext, params: &Params) -> Result
     let target = Target::Role(params.required("RoleName")?.to_owned());
     let description = description(params)?;
     let max_session = u32_param(params, "MaxSessionDuration", 3600, 43_200)?;
-    let role_arn = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, "iam:UpdateRole", &role_arn).await?;
+    authorize_entity(app, ctx, &target).await?;
     let (_, name) = target_parts(&target);
     app.iam
         .update_role(account(ctx), name, description, max_session)
@@ -539,9 +537,7 @@ async fn update_role_description(
 ) -> Result<String, ApiError> {
     let target = Target::Role(params.required("RoleName")?.to_owned());
     let description = description(params)?.ok_or_else(|| params.missing("Description"))?;
-    let role_arn = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, "iam:UpdateRoleDescription", &role_arn)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     let (_, name) = target_parts(&target);
     app.iam
         .update_role(account(ctx), name, Some(description), None)
@@ -554,8 +550,7 @@ async fn update_role_description(
 
 async fn delete_role(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
     let target = Target::Role(params.required("RoleName")?.to_owned());
-    let role_arn = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, "iam:DeleteRole", &role_arn).await?;
+    authorize_entity(app, ctx, &target).await?;
     let (_, name) = target_parts(&target);
     app.iam.delete_role(account(ctx), name).await?;
     Ok(respond_empty(ctx))
@@ -568,9 +563,7 @@ async fn update_assume_role_policy(
 ) -> Result<String, ApiError> {
     let target = Target::Role(params.required("RoleName")?.to_owned());
     let document = params.required("PolicyDocument")?;
-    let role_arn = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, "iam:UpdateAssumeRolePolicy", &role_arn)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     let (_, name) = target_parts(&target);
     app.iam
         .update_assume_role_policy(account(ctx), name, document)
@@ -752,35 +745,28 @@ async fn list_policy_versions(
     }))
 }
 
-async fn delete_policy_version(
+/// `DeletePolicyVersion` (`set_default` false) or `SetDefaultPolicyVersion` (true): the same
+/// parameters and checks, one repository call apart.
+async fn change_policy_version(
     app: &App,
     ctx: &RequestContext,
     params: &Params,
+    set_default: bool,
 ) -> Result<String, ApiError> {
     let policy_arn = policy_arn_param(params, "PolicyArn")?;
     let version_id = params.required("VersionId")?;
-    app.authorize(ctx, "iam:DeletePolicyVersion", policy_arn)
+    app.authorize(ctx, &format!("iam:{}", ctx.action), policy_arn)
         .await?;
     own_policy(ctx, policy_arn)?;
-    app.iam
-        .delete_policy_version(policy_arn, version_id)
-        .await?;
-    Ok(respond_empty(ctx))
-}
-
-async fn set_default_policy_version(
-    app: &App,
-    ctx: &RequestContext,
-    params: &Params,
-) -> Result<String, ApiError> {
-    let policy_arn = policy_arn_param(params, "PolicyArn")?;
-    let version_id = params.required("VersionId")?;
-    app.authorize(ctx, "iam:SetDefaultPolicyVersion", policy_arn)
-        .await?;
-    own_policy(ctx, policy_arn)?;
-    app.iam
-        .set_default_policy_version(policy_arn, version_id)
-        .await?;
+    if set_default {
+        app.iam
+            .set_default_policy_version(policy_arn, version_id)
+            .await?;
+    } else {
+        app.iam
+            .delete_policy_version(policy_arn, version_id)
+            .await?;
+    }
     Ok(respond_empty(ctx))
 }
 
@@ -830,9 +816,7 @@ async fn list_attached_policies(
 ) -> Result<String, ApiError> {
     let target = target_of(ctx, params)?;
     let prefix = path_prefix(params)?;
-    let entity = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     let attached: Vec<_> = app
         .iam
         .attached_policies(account(ctx), &target)
@@ -931,6 +915,17 @@ fn name_element(target: &Target) -> &'static str {
     }
 }
 
+/// Authorize `ctx.action` on the entity `target` names (its ARN, looked up for the path).
+async fn authorize_entity(
+    app: &App,
+    ctx: &RequestContext,
+    target: &Target,
+) -> Result<(), ApiError> {
+    let entity = entity_arn(app, account(ctx), target).await?;
+    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
+        .await
+}
+
 async fn put_inline_policy(
     app: &App,
     ctx: &RequestContext,
@@ -940,9 +935,7 @@ async fn put_inline_policy(
     let policy_name = params.required("PolicyName")?;
     let document = params.required("PolicyDocument")?;
     validate_name(EntityKind::Policy, policy_name)?;
-    let entity = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     app.iam
         .put_inline_policy(account(ctx), &target, policy_name, document)
         .await?;
@@ -957,9 +950,7 @@ async fn get_inline_policy(
     let target = target_of(ctx, params)?;
     let policy_name = params.required("PolicyName")?;
     validate_name(EntityKind::Policy, policy_name)?;
-    let entity = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     let document = app
         .iam
         .get_inline_policy(account(ctx), &target, policy_name)
@@ -978,9 +969,7 @@ async fn list_inline_policies(
     params: &Params,
 ) -> Result<String, ApiError> {
     let target = target_of(ctx, params)?;
-    let entity = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     let names = app.iam.list_inline_policies(account(ctx), &target).await?;
     let (page, marker) = paginate(params, names)?;
     Ok(respond(ctx, |r| {
@@ -997,9 +986,7 @@ async fn delete_inline_policy(
     let target = target_of(ctx, params)?;
     let policy_name = params.required("PolicyName")?;
     validate_name(EntityKind::Policy, policy_name)?;
-    let entity = entity_arn(app, account(ctx), &target).await?;
-    app.authorize(ctx, &format!("iam:{}", ctx.action), &entity)
-        .await?;
+    authorize_entity(app, ctx, &target).await?;
     app.iam
         .delete_inline_policy(account(ctx), &target, policy_name)
         .await?;

@@ -16,23 +16,136 @@
 //! - a group's `members` and a policy's `attachments` guard deletion and serve listings; a stale
 //!   entry there can refuse a delete but never grants anything.
 
-use hive_kv::KvError;
+use hive_kv::{KvError, Versioned};
 use time::OffsetDateTime;
 
 use super::{
-    BootstrapMarker, CAS_RETRIES, IamRepo, already_exists, entity_key, new_id, no_such,
+    BootstrapMarker, CAS_RETRIES, IamRepo, TagChange, already_exists, entity_key, no_such,
     normalize_policy_refs,
 };
 use crate::error::{IamError, Result};
 use crate::identity::{
-    EntityKind, GroupRecord, Tag, UserRecord, arn, derived_unique_id, merge_tags,
-    validate_account_id, validate_name, validate_path, validate_tags,
+    EntityKind, GroupRecord, Tag, UserRecord, arn, derived_unique_id, validate_account_id,
+    validate_name, validate_path,
 };
 
 /// The storage key and revision of a record that was copied under a new key.
 struct Copied {
     key: String,
     revision: u64,
+}
+
+/// Where `UpdateUser`/`UpdateGroup` move a record: its account, and the new name and path
+/// where given.
+#[derive(Clone, Copy)]
+struct Renamed<'a> {
+    account_id: &'a str,
+    name: Option<&'a str>,
+    path: Option<&'a str>,
+}
+
+/// A record `UpdateUser`/`UpdateGroup` can move: one kind of entity with a name, a path and
+/// the ARN made of them, and references elsewhere that follow a rename.
+trait Renamable:
+    Clone + PartialEq + serde::Serialize + serde::de::DeserializeOwned + Send + Sync
+{
+    /// The kind of entity, for keys, ARNs and errors.
+    const KIND: EntityKind;
+
+    /// The bucket the records of this kind live in.
+    fn bucket(repo: &IamRepo) -> &hive_kv::TypedBucket<Self>;
+
+    /// The name, path and ARN fields, to be rewritten together.
+    fn name_path_arn(&mut self) -> (&mut String, &mut String, &mut String);
+
+    /// Fills in what an older record leaves out before it is written back.
+    fn adopt(&mut self, _account_id: &str) {}
+
+    /// The record's storage key and current version; `None` when it went away between two
+    /// reads (worth a new look), `NoSuchEntity` when there is none.
+    async fn read(
+        repo: &IamRepo,
+        account_id: &str,
+        name: &str,
+    ) -> Result<Option<(String, Versioned<Self>)>>;
+
+    /// Brings the references to a renamed record along (see [`IamRepo::rename`]).
+    async fn follow(repo: &IamRepo, account_id: &str, old: &Self, new: &Self) -> Result<()>;
+}
+
+impl Renamable for UserRecord {
+    const KIND: EntityKind = EntityKind::User;
+
+    fn bucket(repo: &IamRepo) -> &hive_kv::TypedBucket<Self> {
+        &repo.users
+    }
+
+    fn name_path_arn(&mut self) -> (&mut String, &mut String, &mut String) {
+        (&mut self.username, &mut self.path, &mut self.arn)
+    }
+
+    fn adopt(&mut self, account_id: &str) {
+        if self.user_id.is_empty() {
+            // A hand-written record: keep the id it has been shown with.
+            self.user_id = derived_unique_id(EntityKind::User, &self.arn);
+        }
+        self.account_id = account_id.to_owned();
+        normalize_policy_refs(account_id, &mut self.policies);
+    }
+
+    async fn read(
+        repo: &IamRepo,
+        account_id: &str,
+        name: &str,
+    ) -> Result<Option<(String, Versioned<Self>)>> {
+        // Hand-written records may stand under a key in another case.
+        let key = repo.user_storage_key(account_id, name).await?;
+        Ok(repo.users.get(&key).await?.map(|v| (key, v)))
+    }
+
+    async fn follow(repo: &IamRepo, account_id: &str, old: &Self, new: &Self) -> Result<()> {
+        repo.follow_user_rename(account_id, old, new).await
+    }
+}
+
+impl Renamable for GroupRecord {
+    const KIND: EntityKind = EntityKind::Group;
+
+    fn bucket(repo: &IamRepo) -> &hive_kv::TypedBucket<Self> {
+        &repo.groups
+    }
+
+    fn name_path_arn(&mut self) -> (&mut String, &mut String, &mut String) {
+        (&mut self.group_name, &mut self.path, &mut self.arn)
+    }
+
+    async fn read(
+        repo: &IamRepo,
+        account_id: &str,
+        name: &str,
+    ) -> Result<Option<(String, Versioned<Self>)>> {
+        let key = entity_key(account_id, EntityKind::Group, name);
+        let current = repo
+            .groups
+            .get(&key)
+            .await?
+            .ok_or_else(|| no_such(EntityKind::Group, name))?;
+        Ok(Some((key, current)))
+    }
+
+    async fn follow(repo: &IamRepo, account_id: &str, old: &Self, new: &Self) -> Result<()> {
+        repo.follow_group_rename(account_id, old, new).await
+    }
+}
+
+/// What [`IamRepo::store_moved`] did with a renamed record.
+enum Moved {
+    /// Nothing changed: nothing was written.
+    Unchanged,
+    /// The record now stands under its new key (or in place).
+    Stored,
+    /// Another writer got there first: read again and retry.
+    Raced,
 }
 
 impl IamRepo {
@@ -46,32 +159,8 @@ impl IamRepo {
         tags: Vec<Tag>,
         permissions_boundary: Option<&str>,
     ) -> Result<UserRecord> {
-        let Some(boundary) = permissions_boundary else {
-            return self.create_user(account_id, name, path, tags).await;
-        };
-        validate_account_id(account_id)?;
-        validate_name(EntityKind::User, name)?;
-        let path = super::check_path(path)?;
-        validate_tags(&tags)?;
-        let policy = self.get_policy(boundary).await?;
-        let record = UserRecord {
-            username: name.to_owned(),
-            arn: arn(account_id, EntityKind::User, &path, name),
-            created_at: OffsetDateTime::now_utc(),
-            groups: Vec::new(),
-            policies: Vec::new(),
-            access_keys: Vec::new(),
-            user_id: new_id(EntityKind::User),
-            account_id: account_id.to_owned(),
-            path,
-            tags,
-            permissions_boundary: Some(policy.arn),
-            inline_policies: Default::default(),
-            login_profile: None,
-        };
-        let key = entity_key(account_id, EntityKind::User, name);
-        Self::create_record(&self.users, &key, &record, EntityKind::User, name).await?;
-        Ok(record)
+        self.create_user_record(account_id, name, path, tags, permissions_boundary)
+            .await
     }
 
     /// `UpdateUser`: a new name and/or path. Group memberships, access keys, attached and inline
@@ -85,71 +174,7 @@ impl IamRepo {
         new_name: Option<&str>,
         new_path: Option<&str>,
     ) -> Result<UserRecord> {
-        validate_account_id(account_id)?;
-        if let Some(n) = new_name {
-            validate_name(EntityKind::User, n)?;
-        }
-        if let Some(p) = new_path {
-            validate_path(p)?;
-        }
-        for _ in 0..CAS_RETRIES {
-            let old_key = self.user_storage_key(account_id, name).await?;
-            let Some(current) = self.users.get(&old_key).await? else {
-                continue; // deleted between the two reads: look again
-            };
-            let old = current.value;
-            let mut new = old.clone();
-            if new.user_id.is_empty() {
-                // A hand-written record: keep the id it has been shown with.
-                new.user_id = derived_unique_id(EntityKind::User, &old.arn);
-            }
-            new.account_id = account_id.to_owned();
-            normalize_policy_refs(account_id, &mut new.policies);
-            if let Some(n) = new_name {
-                new.username = n.to_owned();
-            }
-            if let Some(p) = new_path {
-                new.path = p.to_owned();
-            }
-            new.arn = arn(account_id, EntityKind::User, &new.path, &new.username);
-            let new_key = entity_key(account_id, EntityKind::User, &new.username);
-            if new_key == old_key {
-                if new == old {
-                    return Ok(new);
-                }
-                match self.users.update(&old_key, &new, current.revision).await {
-                    Ok(_) => {}
-                    Err(KvError::RevisionConflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let copied = match self.users.create(&new_key, &new).await {
-                    Ok(revision) => Copied {
-                        key: new_key,
-                        revision,
-                    },
-                    Err(KvError::AlreadyExists { .. }) => {
-                        return Err(already_exists(EntityKind::User, &new.username));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                match self.users.delete(&old_key, Some(current.revision)).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        Self::drop_copy(&self.users, &copied).await;
-                        match e {
-                            KvError::RevisionConflict { .. } => continue,
-                            e => return Err(e.into()),
-                        }
-                    }
-                }
-            }
-            self.follow_user_rename(account_id, &old, &new).await?;
-            return Ok(new);
-        }
-        Err(IamError::ConcurrentModification(format!(
-            "Too many concurrent changes to user {name}; try again."
-        )))
+        self.rename(account_id, name, new_name, new_path).await
     }
 
     /// Brings the references to a renamed user along: key records, group member lists and
@@ -160,12 +185,7 @@ impl IamRepo {
         old: &UserRecord,
         new: &UserRecord,
     ) -> Result<()> {
-        let mut first_error = None;
-        let mut note = |r: Result<()>| {
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
-            }
-        };
+        let mut errors = FirstError::default();
         if old.username != new.username {
             for key_id in &new.access_keys {
                 let r = Self::modify(
@@ -180,35 +200,65 @@ impl IamRepo {
                     },
                 )
                 .await;
-                note(ignore_missing(r.map(|_| ())));
+                errors.note(ignore_missing(r.map(|_| ())));
             }
             for group in &new.groups {
                 let gkey = entity_key(account_id, EntityKind::Group, group);
-                let r = Self::modify(
-                    &self.groups,
-                    &gkey,
-                    || no_such(EntityKind::Group, group),
-                    |g| {
-                        rename_in(&mut g.members, &old.username, &new.username);
-                        Ok(())
-                    },
-                )
-                .await;
-                note(ignore_missing(r.map(|_| ())));
+                let names = (old.username.as_str(), new.username.as_str());
+                let r =
+                    Self::rename_listed(&self.groups, (&gkey, group), |g| &mut g.members, names);
+                errors.note(r.await);
             }
         }
-        if old.arn != new.arn {
-            for policy_arn in &new.policies {
+        errors.note(
+            self.follow_attachments(&new.policies, &old.arn, &new.arn)
+                .await,
+        );
+        errors.into_result()
+    }
+
+    /// Renames `old` to `new` in a name list of the record under `key` (a group's members or a
+    /// user's groups); a record gone meanwhile has nothing to follow.
+    async fn rename_listed<T: Renamable>(
+        bucket: &hive_kv::TypedBucket<T>,
+        (key, name): (&str, &str),
+        list_of: fn(&mut T) -> &mut Vec<String>,
+        (old, new): (&str, &str),
+    ) -> Result<()> {
+        let r = Self::modify(
+            bucket,
+            key,
+            || no_such(T::KIND, name),
+            |record| {
+                rename_in(list_of(record), old, new);
+                Ok(())
+            },
+        )
+        .await;
+        ignore_missing(r.map(|_| ()))
+    }
+
+    /// Brings a renamed user's or group's ARN along in the attachment lists of its policies.
+    /// Every policy is attempted; the first failure is returned (a policy gone meanwhile is none).
+    async fn follow_attachments(
+        &self,
+        policies: &[String],
+        old_arn: &str,
+        new_arn: &str,
+    ) -> Result<()> {
+        let mut errors = FirstError::default();
+        if old_arn != new_arn {
+            for policy_arn in policies {
                 let r = self
                     .modify_policy(policy_arn, |p| {
-                        replace_arn(&mut p.attachments, &old.arn, &new.arn);
+                        replace_arn(&mut p.attachments, old_arn, new_arn);
                         Ok(())
                     })
                     .await;
-                note(ignore_missing(r.map(|_| ())));
+                errors.note(ignore_missing(r.map(|_| ())));
             }
         }
-        first_error.map_or(Ok(()), Err)
+        errors.into_result()
     }
 
     /// `UpdateGroup`: a new name and/or path. Members, attached and inline policies and the
@@ -222,115 +272,122 @@ impl IamRepo {
         new_name: Option<&str>,
         new_path: Option<&str>,
     ) -> Result<GroupRecord> {
-        validate_account_id(account_id)?;
-        if let Some(n) = new_name {
-            validate_name(EntityKind::Group, n)?;
-        }
-        if let Some(p) = new_path {
-            validate_path(p)?;
-        }
-        let old_key = entity_key(account_id, EntityKind::Group, name);
-        for _ in 0..CAS_RETRIES {
-            let current = self
-                .groups
-                .get(&old_key)
-                .await?
-                .ok_or_else(|| no_such(EntityKind::Group, name))?;
-            let old = current.value;
-            let mut new = old.clone();
-            if let Some(n) = new_name {
-                new.group_name = n.to_owned();
-            }
-            if let Some(p) = new_path {
-                new.path = p.to_owned();
-            }
-            new.arn = arn(account_id, EntityKind::Group, &new.path, &new.group_name);
-            let new_key = entity_key(account_id, EntityKind::Group, &new.group_name);
-            if new_key == old_key {
-                if new == old {
-                    return Ok(new);
-                }
-                match self.groups.update(&old_key, &new, current.revision).await {
-                    Ok(_) => {}
-                    Err(KvError::RevisionConflict { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            } else {
-                let copied = match self.groups.create(&new_key, &new).await {
-                    Ok(revision) => Copied {
-                        key: new_key,
-                        revision,
-                    },
-                    Err(KvError::AlreadyExists { .. }) => {
-                        return Err(already_exists(EntityKind::Group, &new.group_name));
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                match self.groups.delete(&old_key, Some(current.revision)).await {
-                    Ok(()) => {}
-                    Err(e) => {
-                        Self::drop_copy(&self.groups, &copied).await;
-                        match e {
-                            KvError::RevisionConflict { .. } => continue,
-                            e => return Err(e.into()),
-                        }
-                    }
-                }
-            }
-            self.follow_group_rename(account_id, &old, &new).await?;
-            return Ok(new);
-        }
-        Err(IamError::ConcurrentModification(format!(
-            "Too many concurrent changes to group {name}; try again."
-        )))
+        self.rename(account_id, name, new_name, new_path).await
     }
 
+    /// `UpdateUser` and `UpdateGroup`: reads the record, gives it its new name, path and ARN,
+    /// stores it (moving it when its key changes) and brings the references to it along.
+    /// Retried from the read when another writer gets in between.
+    async fn rename<T: Renamable>(
+        &self,
+        account_id: &str,
+        name: &str,
+        new_name: Option<&str>,
+        new_path: Option<&str>,
+    ) -> Result<T> {
+        validate_rename(account_id, T::KIND, new_name, new_path)?;
+        let to = Renamed {
+            account_id,
+            name: new_name,
+            path: new_path,
+        };
+        for _ in 0..CAS_RETRIES {
+            let Some((old_key, current)) = T::read(self, account_id, name).await? else {
+                continue; // deleted between two reads: look again
+            };
+            let old = current.value;
+            let mut new = old.clone();
+            new.adopt(account_id);
+            let old_at = (old_key.as_str(), &old, current.revision);
+            match Self::store_moved(T::bucket(self), old_at, &mut new, to).await? {
+                Moved::Raced => continue,
+                Moved::Unchanged => {}
+                Moved::Stored => T::follow(self, account_id, &old, &new).await?,
+            }
+            return Ok(new);
+        }
+        Err(too_many_changes(T::KIND, name))
+    }
+
+    /// Brings the references to a renamed group along: its members' user records and policy
+    /// attachment lists. Every reference is attempted; the first failure is returned.
     async fn follow_group_rename(
         &self,
         account_id: &str,
         old: &GroupRecord,
         new: &GroupRecord,
     ) -> Result<()> {
-        let mut first_error = None;
-        let mut note = |r: Result<()>| {
-            if let Err(e) = r {
-                first_error.get_or_insert(e);
-            }
-        };
+        let mut errors = FirstError::default();
         if old.group_name != new.group_name {
             for member in &new.members {
                 let ukey = match self.user_storage_key(account_id, member).await {
                     Ok(k) => k,
                     Err(e) => {
-                        note(ignore_missing(Err(e)));
+                        errors.note(ignore_missing(Err(e)));
                         continue;
                     }
                 };
-                let r = Self::modify(
-                    &self.users,
-                    &ukey,
-                    || no_such(EntityKind::User, member),
-                    |u| {
-                        rename_in(&mut u.groups, &old.group_name, &new.group_name);
-                        Ok(())
-                    },
-                )
-                .await;
-                note(ignore_missing(r.map(|_| ())));
+                let names = (old.group_name.as_str(), new.group_name.as_str());
+                let r = Self::rename_listed(&self.users, (&ukey, member), |u| &mut u.groups, names);
+                errors.note(r.await);
             }
         }
-        if old.arn != new.arn {
-            for policy_arn in &new.policies {
-                let r = self
-                    .modify_policy(policy_arn, |p| {
-                        replace_arn(&mut p.attachments, &old.arn, &new.arn);
-                        Ok(())
-                    })
-                    .await;
-                note(ignore_missing(r.map(|_| ())));
+        errors.note(
+            self.follow_attachments(&new.policies, &old.arn, &new.arn)
+                .await,
+        );
+        errors.into_result()
+    }
+
+    /// Gives `new` (a copy of `old`) its new name and path, and so its ARN, and stores it: in
+    /// place when its key stays, else as a copy under the new key followed by a delete of the
+    /// old one (the copy is dropped again if the delete fails). `old_at` is the old record's
+    /// (key, record, revision read).
+    async fn store_moved<T: Renamable>(
+        bucket: &hive_kv::TypedBucket<T>,
+        (old_key, old, revision): (&str, &T, u64),
+        new: &mut T,
+        to: Renamed<'_>,
+    ) -> Result<Moved> {
+        let (name, path, arn_field) = new.name_path_arn();
+        if let Some(n) = to.name {
+            *name = n.to_owned();
+        }
+        if let Some(p) = to.path {
+            *path = p.to_owned();
+        }
+        *arn_field = arn(to.account_id, T::KIND, path, name);
+        let new_key = entity_key(to.account_id, T::KIND, name);
+        let new_name = name.clone();
+        let new = &*new;
+        if new_key == old_key {
+            if new == old {
+                return Ok(Moved::Unchanged);
+            }
+            return match bucket.update(old_key, new, revision).await {
+                Ok(_) => Ok(Moved::Stored),
+                Err(KvError::RevisionConflict { .. }) => Ok(Moved::Raced),
+                Err(e) => Err(e.into()),
+            };
+        }
+        let copied = match bucket.create(&new_key, new).await {
+            Ok(revision) => Copied {
+                key: new_key,
+                revision,
+            },
+            Err(KvError::AlreadyExists { .. }) => return Err(already_exists(T::KIND, &new_name)),
+            Err(e) => return Err(e.into()),
+        };
+        match bucket.delete(old_key, Some(revision)).await {
+            Ok(()) => Ok(Moved::Stored),
+            Err(e) => {
+                Self::drop_copy(bucket, &copied).await;
+                match e {
+                    KvError::RevisionConflict { .. } => Ok(Moved::Raced),
+                    e => Err(e.into()),
+                }
             }
         }
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Removes the copy made by a rename that could not complete. The copy is deleted at the
@@ -349,38 +406,15 @@ impl IamRepo {
 
     /// `TagRole`: adds or replaces tags (keys compare case-insensitively).
     pub async fn tag_role(&self, account_id: &str, name: &str, tags: &[Tag]) -> Result<()> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::Role, name);
-        Self::modify(
-            &self.roles,
-            &key,
-            || no_such(EntityKind::Role, name),
-            |r| {
-                r.tags = merge_tags(&r.tags, tags)?;
-                Ok(())
-            },
-        )
-        .await
-        .map(|_| ())
+        let named = (account_id, EntityKind::Role, name);
+        Self::change_tags(&self.roles, named, |r| &mut r.tags, TagChange::Set(tags)).await
     }
 
     /// `UntagRole`: removes the tags with these keys (case-insensitively); absent keys are
     /// ignored, as on AWS.
     pub async fn untag_role(&self, account_id: &str, name: &str, keys: &[String]) -> Result<()> {
-        validate_account_id(account_id)?;
-        let key = entity_key(account_id, EntityKind::Role, name);
-        Self::modify(
-            &self.roles,
-            &key,
-            || no_such(EntityKind::Role, name),
-            |r| {
-                r.tags
-                    .retain(|t| !keys.iter().any(|k| k.eq_ignore_ascii_case(&t.key)));
-                Ok(())
-            },
-        )
-        .await
-        .map(|_| ())
+        let named = (account_id, EntityKind::Role, name);
+        Self::change_tags(&self.roles, named, |r| &mut r.tags, TagChange::Remove(keys)).await
     }
 
     /// When the account was bootstrapped (the closest thing to its creation date, which
@@ -397,6 +431,49 @@ impl IamRepo {
                 reason: e.to_string(),
             })?;
         Ok(Some(marker.created_at))
+    }
+}
+
+/// Checks the arguments of `UpdateUser`/`UpdateGroup` before anything is read.
+fn validate_rename(
+    account_id: &str,
+    kind: EntityKind,
+    new_name: Option<&str>,
+    new_path: Option<&str>,
+) -> Result<()> {
+    validate_account_id(account_id)?;
+    if let Some(n) = new_name {
+        validate_name(kind, n)?;
+    }
+    if let Some(p) = new_path {
+        validate_path(p)?;
+    }
+    Ok(())
+}
+
+/// A rename that lost every compare-and-set race it tried.
+fn too_many_changes(kind: EntityKind, name: &str) -> IamError {
+    IamError::ConcurrentModification(format!(
+        "Too many concurrent changes to {} {name}; try again.",
+        kind.arn_type()
+    ))
+}
+
+/// The first failure of a series of steps that are all attempted.
+#[derive(Default)]
+struct FirstError(Option<IamError>);
+
+impl FirstError {
+    /// Keeps `r`'s error unless an earlier one is kept already.
+    fn note(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.0.get_or_insert(e);
+        }
+    }
+
+    /// `Ok` when every step succeeded, else the first failure.
+    fn into_result(self) -> Result<()> {
+        self.0.map_or(Ok(()), Err)
     }
 }
 
@@ -427,7 +504,7 @@ fn replace_arn(arns: &mut Vec<String>, old: &str, new: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::KeyStatus;
+    use crate::identity::{KeyStatus, PolicyRecord};
     use crate::repo::Target;
     use crate::seal::{Keyring, SealKey};
     use hive_kv::iam::IamBucketNames;
@@ -445,6 +522,25 @@ mod tests {
             .expect("buckets open")
     }
 
+    /// User `bob` in group `devs`, and a policy `p` attached to `target`; returns the policy.
+    async fn bob_in_devs_with_policy(repo: &IamRepo, target: Target) -> PolicyRecord {
+        repo.create_user(ACCT, "bob", None, vec![])
+            .await
+            .expect("user");
+        repo.create_group(ACCT, "devs", None).await.expect("group");
+        repo.add_user_to_group(ACCT, "devs", "bob")
+            .await
+            .expect("join");
+        let policy = repo
+            .create_policy(ACCT, "p", None, DOC, None, vec![])
+            .await
+            .expect("policy");
+        repo.attach_policy(ACCT, &target, &policy.arn)
+            .await
+            .expect("attach");
+        policy
+    }
+
     #[test]
     fn rename_in_keeps_one_entry() {
         let mut v = vec!["a".to_owned(), "Bob".to_owned(), "carol".to_owned()];
@@ -460,20 +556,7 @@ mod tests {
     #[tokio::test]
     async fn renamed_user_keeps_groups_keys_and_policies() {
         let repo = repo().await;
-        repo.create_user(ACCT, "bob", None, vec![])
-            .await
-            .expect("user");
-        repo.create_group(ACCT, "devs", None).await.expect("group");
-        repo.add_user_to_group(ACCT, "devs", "bob")
-            .await
-            .expect("join");
-        let policy = repo
-            .create_policy(ACCT, "p", None, DOC, None, vec![])
-            .await
-            .expect("policy");
-        repo.attach_policy(ACCT, &Target::User("bob".into()), &policy.arn)
-            .await
-            .expect("attach");
+        let policy = bob_in_devs_with_policy(&repo, Target::User("bob".into())).await;
         let key = repo.create_access_key(ACCT, "bob").await.expect("key");
         let before = repo.get_user(ACCT, "bob").await.expect("bob");
 
@@ -533,20 +616,7 @@ mod tests {
     #[tokio::test]
     async fn renamed_group_keeps_members_and_policies() {
         let repo = repo().await;
-        repo.create_user(ACCT, "bob", None, vec![])
-            .await
-            .expect("user");
-        repo.create_group(ACCT, "devs", None).await.expect("group");
-        repo.add_user_to_group(ACCT, "devs", "bob")
-            .await
-            .expect("join");
-        let policy = repo
-            .create_policy(ACCT, "p", None, DOC, None, vec![])
-            .await
-            .expect("policy");
-        repo.attach_policy(ACCT, &Target::Group("devs".into()), &policy.arn)
-            .await
-            .expect("attach");
+        let policy = bob_in_devs_with_policy(&repo, Target::Group("devs".into())).await;
         let g = repo
             .rename_group(ACCT, "devs", Some("builders"), Some("/x/"))
             .await

@@ -101,18 +101,21 @@ mod tests {
         repo
     }
 
+    /// Imports the documentation's example key for `migrated`.
+    async fn import_example(repo: &IamRepo) -> Result<NewAccessKey> {
+        repo.import_access_key(
+            "000000000000",
+            "migrated",
+            "AKIAIOSFODNN7EXAMPLE",
+            SECRET.into(),
+        )
+        .await
+    }
+
     #[tokio::test]
     async fn imported_key_authenticates_with_its_secret() {
         let repo = repo().await;
-        let new = repo
-            .import_access_key(
-                "000000000000",
-                "migrated",
-                "AKIAIOSFODNN7EXAMPLE",
-                SECRET.into(),
-            )
-            .await
-            .expect("import");
+        let new = import_example(&repo).await.expect("import");
         assert!(new.record.secret_access_key_sealed.is_some());
         assert!(new.record.secret_access_key.is_none(), "sealed at rest");
         let cred = repo
@@ -154,23 +157,8 @@ mod tests {
                 .expect("list")
                 .is_empty()
         );
-        repo.import_access_key(
-            "000000000000",
-            "migrated",
-            "AKIAIOSFODNN7EXAMPLE",
-            SECRET.into(),
-        )
-        .await
-        .expect("first");
-        let e = repo
-            .import_access_key(
-                "000000000000",
-                "migrated",
-                "AKIAIOSFODNN7EXAMPLE",
-                SECRET.into(),
-            )
-            .await
-            .expect_err("duplicate");
+        import_example(&repo).await.expect("first");
+        let e = import_example(&repo).await.expect_err("duplicate");
         assert!(matches!(e, IamError::EntityAlreadyExists(_)), "{e:?}");
         assert_eq!(
             repo.list_access_keys("000000000000", "migrated")

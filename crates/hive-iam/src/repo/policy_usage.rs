@@ -9,9 +9,11 @@
 
 use std::collections::BTreeMap;
 
+use hive_kv::TypedBucket;
+
 use super::IamRepo;
 use crate::error::Result;
-use crate::identity::{EntityKind, RoleRecord, UserRecord, parse_arn};
+use crate::identity::{EntityKind, ParsedArn, RoleRecord, UserRecord, parse_arn};
 
 /// How an entity uses a managed policy (AWS's `PolicyUsageType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +71,15 @@ fn user_entity(u: &UserRecord, usage: PolicyUsage) -> PolicyEntity {
     }
 }
 
+/// The group or role an attachment's ARN names, if it still exists.
+async fn find_named<T>(bucket: &TypedBucket<T>, parsed: &ParsedArn) -> Result<Option<T>>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+{
+    let key = super::entity_key(&parsed.account_id, parsed.kind, &parsed.name);
+    Ok(bucket.get(&key).await?.map(|v| v.value))
+}
+
 fn role_entity(r: &RoleRecord, usage: PolicyUsage) -> PolicyEntity {
     PolicyEntity {
         kind: EntityKind::Role,
@@ -106,15 +117,7 @@ impl IamRepo {
                     }
                 }
                 EntityKind::Group => {
-                    if let Some(g) = self
-                        .groups
-                        .get(&super::entity_key(
-                            &parsed.account_id,
-                            EntityKind::Group,
-                            &parsed.name,
-                        ))
-                        .await?
-                        .map(|v| v.value)
+                    if let Some(g) = find_named(&self.groups, &parsed).await?
                         && g.policies.iter().any(|p| p == &policy.arn)
                     {
                         out.push(PolicyEntity {
@@ -128,15 +131,7 @@ impl IamRepo {
                     }
                 }
                 EntityKind::Role => {
-                    if let Some(r) = self
-                        .roles
-                        .get(&super::entity_key(
-                            &parsed.account_id,
-                            EntityKind::Role,
-                            &parsed.name,
-                        ))
-                        .await?
-                        .map(|v| v.value)
+                    if let Some(r) = find_named(&self.roles, &parsed).await?
                         && r.policies.iter().any(|p| p == &policy.arn)
                     {
                         out.push(role_entity(&r, usage));

@@ -12,10 +12,14 @@ use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_kv::sqlite::SqliteStore;
 use hive_kv::testing::NatsServer;
 use hive_kv::{Bucket, KvStore};
+use hive_vpc::eni::CreateInterface;
 use hive_vpc::error::VpcError;
-use hive_vpc::model::{Direction, SecurityGroupId};
+use hive_vpc::model::{
+    Direction, NetworkInterface, SecurityGroup, SecurityGroupId, Subnet, SubnetId, VpcId,
+};
 use hive_vpc::repo::{RepoOptions, VpcRepo};
 use hive_vpc::security_group::{RuleInput, RuleSpec, parse_rule};
+use hive_vpc::vpc::{DefaultNetwork, NewVpc};
 
 /// The account most tests act in.
 pub const ACCOUNT: &str = "000000000000";
@@ -119,6 +123,20 @@ pub async fn snapshot(repo: &VpcRepo) -> BTreeMap<(String, String), Vec<u8>> {
     out
 }
 
+/// The account's default network reads back as bootstrapped: its VPC is the default one, and
+/// its subnet and default group are stored as returned.
+pub async fn assert_default_network_stored(repo: &VpcRepo, n: &DefaultNetwork) {
+    assert_eq!(repo.default_vpc(ACCOUNT).await, Ok(Some(n.vpc.clone())));
+    assert_eq!(
+        repo.get_subnet(ACCOUNT, &n.subnet.id).await,
+        Ok(n.subnet.clone())
+    );
+    assert_eq!(
+        repo.get_security_group(ACCOUNT, &n.default_group.id).await,
+        Ok(n.default_group.clone())
+    );
+}
+
 /// The EC2 code of an expected error.
 pub fn code<T: Debug>(r: Result<T, VpcError>) -> &'static str {
     r.expect_err("the call should fail").code()
@@ -131,32 +149,80 @@ pub fn tag(k: &str, v: &str) -> (String, String) {
 
 /// A TCP rule for one port from a CIDR.
 pub fn tcp_from_cidr(direction: Direction, port: i32, cidr: &str) -> RuleSpec {
-    parse_rule(
+    tcp_rule(
         direction,
-        &RuleInput {
-            ip_protocol: "tcp".into(),
-            from_port: Some(port),
-            to_port: Some(port),
+        port,
+        RuleInput {
             cidr_ip: Some(cidr.into()),
             ..RuleInput::default()
         },
     )
-    .expect("valid rule")
 }
 
 /// A TCP rule for one port from a group.
 pub fn tcp_from_group(direction: Direction, port: i32, group: &SecurityGroupId) -> RuleSpec {
-    parse_rule(
+    tcp_rule(
         direction,
-        &RuleInput {
-            ip_protocol: "tcp".into(),
-            from_port: Some(port),
-            to_port: Some(port),
+        port,
+        RuleInput {
             group_id: Some(group.to_string()),
             ..RuleInput::default()
         },
     )
-    .expect("valid rule")
+}
+
+/// A TCP rule for one port from the source `from` names.
+fn tcp_rule(direction: Direction, port: i32, from: RuleInput) -> RuleSpec {
+    let input = RuleInput {
+        ip_protocol: "tcp".into(),
+        from_port: Some(port),
+        to_port: Some(port),
+        ..from
+    };
+    parse_rule(direction, &input).expect("valid rule")
+}
+
+/// One-line builders for the untagged resources a test needs in [`ACCOUNT`]; each fails the
+/// test, naming the call, when the repository refuses.
+#[allow(
+    async_fn_in_trait,
+    reason = "test helpers, awaited where they are called"
+)]
+pub trait Build {
+    /// `CreateVpc`.
+    async fn new_vpc(&self, cidr: &str) -> NewVpc;
+    /// `CreateSubnet` without an availability zone.
+    async fn new_subnet(&self, vpc: &VpcId, cidr: &str) -> Subnet;
+    /// `CreateSecurityGroup`.
+    async fn new_group(&self, vpc: &VpcId, name: &str, description: &str) -> SecurityGroup;
+    /// `CreateNetworkInterface`.
+    async fn new_eni(&self, subnet: &SubnetId, request: &CreateInterface) -> NetworkInterface;
+}
+
+impl Build for VpcRepo {
+    async fn new_vpc(&self, cidr: &str) -> NewVpc {
+        self.create_vpc(ACCOUNT, cidr, &[])
+            .await
+            .unwrap_or_else(|e| panic!("create_vpc {cidr}: {e:?}"))
+    }
+
+    async fn new_subnet(&self, vpc: &VpcId, cidr: &str) -> Subnet {
+        self.create_subnet(ACCOUNT, vpc, cidr, None, &[])
+            .await
+            .unwrap_or_else(|e| panic!("create_subnet {cidr}: {e:?}"))
+    }
+
+    async fn new_group(&self, vpc: &VpcId, name: &str, description: &str) -> SecurityGroup {
+        self.create_security_group(ACCOUNT, vpc, name, description, &[])
+            .await
+            .unwrap_or_else(|e| panic!("create_security_group {name}: {e:?}"))
+    }
+
+    async fn new_eni(&self, subnet: &SubnetId, request: &CreateInterface) -> NetworkInterface {
+        self.create_network_interface(ACCOUNT, subnet, request, &[])
+            .await
+            .unwrap_or_else(|e| panic!("create_network_interface in {subnet}: {e:?}"))
+    }
 }
 
 /// Generates one test per adapter for each listed `async fn name(b: Backend)`.
