@@ -46,6 +46,39 @@ async fn fixture(max_body: usize) -> Fixture {
     }
 }
 
+/// A new access key of `user`, and a botocore-signed `GetCallerIdentity` with it for `addr`.
+async fn new_key_gci(
+    iam: &hive_iam::repo::IamRepo,
+    user: &str,
+    addr: std::net::SocketAddr,
+) -> (String, Vec<Signed>) {
+    let k = iam.create_access_key(ACCOUNT_ID, user).await.expect("key");
+    let id = k.record.access_key_id.clone();
+    let signed = botocore_sign(&[query_spec(
+        addr,
+        "sts",
+        &id,
+        k.secret_access_key.expose(),
+        GCI,
+    )]);
+    (id, signed)
+}
+
+/// A new access key of `user` made through `writer`, and a botocore-signed `GetCallerIdentity`
+/// with it for the node at `addr`, once that node accepts it (within 2 s).
+async fn working_key(
+    writer: &App,
+    user: &str,
+    addr: std::net::SocketAddr,
+) -> (String, Vec<Signed>) {
+    let (id, signed) = new_key_gci(&writer.iam, user, addr).await;
+    within(Duration::from_secs(2), "new key", || async {
+        send_signed(addr, &signed[0], None).await.status == 200
+    })
+    .await;
+    (id, signed)
+}
+
 fn assert_error(reply: &Reply, status: u16, code: &str, what: &str) {
     assert_eq!(
         (reply.status, error_code(&reply.body)),
@@ -181,18 +214,7 @@ async fn an_inactive_key_is_refused_within_a_second_and_the_cache_serves_repeats
     iam.create_user(ACCOUNT_ID, "carol", None, Vec::new())
         .await
         .expect("create carol");
-    let k = iam
-        .create_access_key(ACCOUNT_ID, "carol")
-        .await
-        .expect("carol's key");
-    let id = k.record.access_key_id.clone();
-    let signed = botocore_sign(&[query_spec(
-        addr,
-        "sts",
-        &id,
-        k.secret_access_key.expose(),
-        GCI,
-    )]);
+    let (id, signed) = new_key_gci(iam, "carol", addr).await;
     let r = send_signed(addr, &signed[0], None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("user/carol"), "{}", r.body);
@@ -413,23 +435,7 @@ async fn revocations_cross_apps(writer: &Node, reader: &Node) {
     eprintln!("detached policy took effect in the other app after {took:?}");
 
     // A deactivated key: the reader authenticated with it (cached), then it is refused.
-    let k = w
-        .iam
-        .create_access_key(ACCOUNT_ID, "dave")
-        .await
-        .expect("key");
-    let id = k.record.access_key_id.clone();
-    let signed = botocore_sign(&[query_spec(
-        reader.addr,
-        "sts",
-        &id,
-        k.secret_access_key.expose(),
-        GCI,
-    )]);
-    within(Duration::from_secs(2), "new key", || async {
-        send_signed(reader.addr, &signed[0], None).await.status == 200
-    })
-    .await;
+    let (id, signed) = working_key(w, "dave", reader.addr).await;
     w.iam
         .update_access_key(ACCOUNT_ID, "dave", &id, KeyStatus::Inactive)
         .await
@@ -517,24 +523,7 @@ async fn a_nats_outage_does_not_stretch_a_revocation() {
         .create_user(ACCOUNT_ID, "gina", None, Vec::new())
         .await
         .expect("user");
-    let k = w
-        .app
-        .iam
-        .create_access_key(ACCOUNT_ID, "gina")
-        .await
-        .expect("key");
-    let id = k.record.access_key_id.clone();
-    let signed = botocore_sign(&[query_spec(
-        r.addr,
-        "sts",
-        &id,
-        k.secret_access_key.expose(),
-        GCI,
-    )]);
-    within(Duration::from_secs(2), "new key", || async {
-        send_signed(r.addr, &signed[0], None).await.status == 200
-    })
-    .await;
+    let (id, signed) = working_key(&w.app, "gina", r.addr).await;
 
     nats.stop();
     // During the outage nothing answers 500 or hangs: cached for at most a second, then 503.

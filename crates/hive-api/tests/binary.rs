@@ -6,58 +6,10 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{get, post_form};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn hive_api(args: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hive-api"));
-    cmd.args(args).stdout(Stdio::null()).stderr(log);
-    for var in hive_api::config::ENV_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    Proc(cmd.spawn().expect("start hive-api"))
-}
-
-async fn wait_healthy(addr: SocketAddr, proc: &mut Proc, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!(
-                "hive-api exited with {status}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hive-api did not listen on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::{Proc, free_port, get, post_form, spawn_hive_api as hive_api, wait_up};
 
 fn sigterm_and_wait(proc: &mut Proc) -> std::process::ExitStatus {
     let pid = proc.0.id().to_string();
@@ -96,7 +48,7 @@ async fn runs_on_the_embedded_store_logs_json_and_stops_on_sigterm() {
         ],
         &log,
     );
-    wait_healthy(addr, &mut proc, &log).await;
+    wait_up(addr, &mut proc, &log, false, Duration::from_secs(20)).await;
 
     assert_eq!(get(addr, "/health").await.status, 200);
     assert_eq!(get(addr, "/ready").await.status, 200);
@@ -229,7 +181,7 @@ async fn runs_on_nats_and_readiness_follows_it() {
         &[("HIVE_STORAGE_OP_TIMEOUT_MS", "1000")],
         &log,
     );
-    wait_healthy(addr, &mut proc, &log).await;
+    wait_up(addr, &mut proc, &log, false, Duration::from_secs(20)).await;
     assert_eq!(
         get(addr, "/ready").await.status,
         200,

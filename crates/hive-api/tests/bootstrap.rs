@@ -8,8 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use hive_api::app::ACCOUNT_ID;
@@ -17,57 +16,6 @@ use hive_api::bootstrap::AdminBootstrap;
 use hive_api::config::Secret;
 use hive_api::node;
 use hive_iam::repo::IamRepo;
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn spawn(args: &[&str], env: &[(&str, &str)], log: &Path) -> Proc {
-    let log = std::fs::File::create(log).expect("log file");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hive-api"));
-    cmd.args(args).stdout(Stdio::null()).stderr(log);
-    for var in hive_api::config::ENV_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().copied());
-    Proc(cmd.spawn().expect("start hive-api"))
-}
-
-/// Wait until `/health` answers (the node has bootstrapped and serves).
-async fn wait_serving(addr: SocketAddr, proc: &mut Proc, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && get(addr, "/health").await.status == 200
-        {
-            return;
-        }
-        if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!(
-                "hive-api exited with {status}: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hive-api did not serve on {addr}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn credential_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -144,7 +92,7 @@ async fn three_binaries_on_one_data_dir_make_one_admin() {
     for i in 0..3 {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let log = tmp.path().join(format!("node{i}.log"));
-        procs.push(spawn(
+        procs.push(spawn_hive_api(
             &["--data-dir", &data_s, "--listen", &addr.to_string()],
             &[],
             &log,
@@ -153,7 +101,8 @@ async fn three_binaries_on_one_data_dir_make_one_admin() {
         logs.push(log);
     }
     for ((proc, addr), log) in procs.iter_mut().zip(&addrs).zip(&logs) {
-        wait_serving(*addr, proc, log).await;
+        // Serving: the node has bootstrapped.
+        wait_up(*addr, proc, log, true, Duration::from_secs(30)).await;
     }
     let files = credential_files(&data);
     assert_eq!(
@@ -198,7 +147,7 @@ async fn three_binaries_on_one_nats_server_make_one_admin() {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let dir = tmp.path().join(format!("data{i}"));
         let log = tmp.path().join(format!("node{i}.log"));
-        procs.push(spawn(
+        procs.push(spawn_hive_api(
             &[
                 "--data-dir",
                 dir.to_str().expect("utf-8"),
@@ -215,7 +164,8 @@ async fn three_binaries_on_one_nats_server_make_one_admin() {
         dirs.push(dir);
     }
     for ((proc, addr), log) in procs.iter_mut().zip(&addrs).zip(&logs) {
-        wait_serving(*addr, proc, log).await;
+        // Serving: the node has bootstrapped.
+        wait_up(*addr, proc, log, true, Duration::from_secs(30)).await;
     }
     let files: Vec<PathBuf> = dirs.iter().flat_map(|d| credential_files(d)).collect();
     assert_eq!(

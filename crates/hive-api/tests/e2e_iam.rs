@@ -26,7 +26,7 @@ mod e2e;
 use std::time::{Duration, Instant};
 
 use e2e::{
-    ACCOUNT, Aws, Creds, Node, NodeOpts, SignSpec, admin_credentials, boto3, raw_post, sign,
+    ACCOUNT, Aws, Creds, Node, NodeOpts, SignSpec, admin_credentials, boto3, raw_post, sign, str_at,
 };
 use serde_json::Value;
 
@@ -44,18 +44,6 @@ fn sqlite_node(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (Node, Creds) {
     (node, admin)
 }
 
-fn str_of<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        cur = match (cur, p.parse::<usize>()) {
-            (Value::Array(items), Ok(i)) => &items[i],
-            _ => &cur[*p],
-        };
-    }
-    cur.as_str()
-        .unwrap_or_else(|| panic!("no string at {path:?} in {v}"))
-}
-
 #[test]
 fn setup_guide_test_with_the_cli_on_the_embedded_store() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -63,9 +51,9 @@ fn setup_guide_test_with_the_cli_on_the_embedded_store() {
     let aws = Aws::new(&node.endpoint(), &node.data_dir.join("admin-credentials"));
 
     let user = aws.ok("hive-admin", &["iam", "get-user"]);
-    assert_eq!(str_of(&user, &["User", "UserName"]), "admin");
+    assert_eq!(str_at(&user, &["User", "UserName"]), "admin");
     assert_eq!(
-        str_of(&user, &["User", "Arn"]),
+        str_at(&user, &["User", "Arn"]),
         format!("arn:aws:iam::{ACCOUNT}:user/admin")
     );
     let users = aws.ok("hive-admin", &["iam", "list-users"]);
@@ -77,15 +65,15 @@ fn setup_guide_test_with_the_cli_on_the_embedded_store() {
         .collect();
     assert_eq!(names, ["admin"]);
     let me = aws.ok("hive-admin", &["sts", "get-caller-identity"]);
-    assert_eq!(str_of(&me, &["Account"]), ACCOUNT);
-    assert_eq!(str_of(&me, &["UserId"]), str_of(&user, &["User", "UserId"]));
+    assert_eq!(str_at(&me, &["Account"]), ACCOUNT);
+    assert_eq!(str_at(&me, &["UserId"]), str_at(&user, &["User", "UserId"]));
     // The bootstrap as the guide describes it.
     let groups = aws.ok(
         "hive-admin",
         &["iam", "list-groups-for-user", "--user-name", "admin"],
     );
     assert_eq!(
-        str_of(&groups, &["Groups", "0", "GroupName"]),
+        str_at(&groups, &["Groups", "0", "GroupName"]),
         "administrators"
     );
 
@@ -308,7 +296,7 @@ fn operator_scenario_through_every_action_family() {
             r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:Get*","Resource":"*"}]}"#,
         ],
     );
-    let policy_arn = str_of(&policy, &["Policy", "Arn"]).to_owned();
+    let policy_arn = str_at(&policy, &["Policy", "Arn"]).to_owned();
     aws.ok(
         p,
         &[
@@ -321,7 +309,7 @@ fn operator_scenario_through_every_action_family() {
         ],
     );
     let key = aws.ok(p, &["iam", "create-access-key", "--user-name", "ops"]);
-    assert!(str_of(&key, &["AccessKey", "AccessKeyId"]).starts_with("AKIA"));
+    assert!(str_at(&key, &["AccessKey", "AccessKeyId"]).starts_with("AKIA"));
     let sim = aws.ok(
         p,
         &[
@@ -365,7 +353,7 @@ fn operator_scenario_through_every_action_family() {
         p,
         &["sts", "get-session-token", "--duration-seconds", "900"],
     );
-    assert!(str_of(&token, &["Credentials", "SessionToken"]).len() > 16);
+    assert!(str_at(&token, &["Credentials", "SessionToken"]).len() > 16);
 }
 
 const RESTRICTED_USER_SCENARIO: &str = r#"
@@ -444,8 +432,8 @@ fn restricted_user_denied_then_allowed_explicit_deny_and_deactivated_key() {
     }
     // The operator's view of a denial, through the CLI.
     let bob = Creds {
-        key: str_of(&out, &["bob", "key"]).to_owned(),
-        secret: str_of(&out, &["bob", "secret"]).to_owned(),
+        key: str_at(&out, &["bob", "key"]).to_owned(),
+        secret: str_at(&out, &["bob", "secret"]).to_owned(),
     };
     let mut aws = Aws::new(&node.endpoint(), &node.data_dir.join("admin-credentials"));
     aws.add_profile("bob", &bob, None);
@@ -605,7 +593,7 @@ fn assumed_role_sessions_are_limited_to_the_role_and_session_policies() {
         ],
     );
     assert_eq!(
-        str_of(&assumed, &["AssumedRoleUser", "Arn"]),
+        str_at(&assumed, &["AssumedRoleUser", "Arn"]),
         format!("arn:aws:sts::{ACCOUNT}:assumed-role/open/cli")
     );
 }
@@ -640,12 +628,12 @@ RESULT["session"] = session_creds(client("sts").get_session_token(DurationSecond
 "#,
     );
     let inactive = Creds {
-        key: str_of(&setup, &["inactive", "key"]).to_owned(),
-        secret: str_of(&setup, &["inactive", "secret"]).to_owned(),
+        key: str_at(&setup, &["inactive", "key"]).to_owned(),
+        secret: str_at(&setup, &["inactive", "secret"]).to_owned(),
     };
     let session = Creds {
-        key: str_of(&setup, &["session", "key"]).to_owned(),
-        secret: str_of(&setup, &["session", "secret"]).to_owned(),
+        key: str_at(&setup, &["session", "key"]).to_owned(),
+        secret: str_at(&setup, &["session", "secret"]).to_owned(),
     };
 
     let create = |n: &str| format!("Action=CreateUser&UserName={n}&Version=2010-05-08");
@@ -699,78 +687,58 @@ RESULT["session"] = session_creds(client("sts").get_session_token(DurationSecond
     assert_eq!(good.status, 200, "{}", good.body);
 
     let big_body = format!("{}&Pad={}", create("ghost10"), "a".repeat(2 * 1024 * 1024));
-    let bads = vec![
-        Bad {
-            what: "wrong secret",
-            request: raw_post(addr, &signed[1], &create("ghost1")),
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Bad {
-            what: "tampered body",
-            request: raw_post(addr, &signed[2], &create("ghostX")),
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Bad {
-            what: "skewed date (an hour early)",
-            request: raw_post(addr, &signed[3], &create("ghost3")),
-            status: 403,
-            code: "SignatureDoesNotMatch",
-        },
-        Bad {
-            what: "unknown key",
-            request: raw_post(addr, &signed[4], &create("ghost4")),
-            status: 403,
-            code: "InvalidClientTokenId",
-        },
-        Bad {
-            what: "inactive key",
-            request: raw_post(addr, &signed[5], &create("ghost5")),
-            status: 403,
-            code: "InvalidClientTokenId",
-        },
-        Bad {
-            what: "wrong session token",
-            request: raw_post(addr, &signed[6], &create("ghost6")),
-            status: 403,
-            code: "InvalidClientTokenId",
-        },
-        Bad {
-            what: "session key without its token",
-            request: raw_post(addr, &signed[7], &create("ghost7")),
-            status: 403,
-            code: "InvalidClientTokenId",
-        },
-        Bad {
-            what: "unknown action",
-            request: raw_post(addr, &signed[8], "Action=FrobnicateUser&Version=2010-05-08"),
-            status: 400,
-            code: "InvalidAction",
-        },
-        Bad {
-            what: "malformed form encoding",
-            request: raw_post(
-                addr,
-                &signed[9],
-                "Action=CreateUser&UserName=%ZZghost8&Version=2010-05-08",
-            ),
-            status: 400,
-            code: "MalformedQueryString",
-        },
-        Bad {
-            what: "oversized body",
-            request: raw_post(addr, &signed[0], &big_body),
-            status: 413,
-            code: "RequestEntityTooLarge",
-        },
-        Bad {
-            what: "skewed date (ten minutes late is fine, so this one succeeds)",
-            request: raw_post(addr, &signed[10], &create("ghost9")),
-            status: 0,
-            code: "",
-        },
+    // (what, which signed request, body, expected status, expected code); status 0: accepted.
+    let bad = |what, i: usize, body: &str, status, code| Bad {
+        what,
+        request: raw_post(addr, &signed[i], body),
+        status,
+        code,
+    };
+    // Signed for `create(user)` and refused for their signature, then for their credentials.
+    let signature = [
+        ("wrong secret", 1, "ghost1"),
+        ("tampered body", 2, "ghostX"),
+        ("skewed date (an hour early)", 3, "ghost3"),
     ];
+    let credentials = [
+        ("unknown key", 4, "ghost4"),
+        ("inactive key", 5, "ghost5"),
+        ("wrong session token", 6, "ghost6"),
+        ("session key without its token", 7, "ghost7"),
+    ];
+    let mut bads: Vec<Bad> = signature
+        .iter()
+        .map(|&(what, i, user)| bad(what, i, &create(user), 403, "SignatureDoesNotMatch"))
+        .chain(
+            credentials
+                .iter()
+                .map(|&(what, i, user)| bad(what, i, &create(user), 403, "InvalidClientTokenId")),
+        )
+        .collect();
+    bads.extend([
+        bad(
+            "unknown action",
+            8,
+            "Action=FrobnicateUser&Version=2010-05-08",
+            400,
+            "InvalidAction",
+        ),
+        bad(
+            "malformed form encoding",
+            9,
+            "Action=CreateUser&UserName=%ZZghost8&Version=2010-05-08",
+            400,
+            "MalformedQueryString",
+        ),
+        bad("oversized body", 0, &big_body, 413, "RequestEntityTooLarge"),
+        bad(
+            "skewed date (ten minutes late is fine, so this one succeeds)",
+            10,
+            &create("ghost9"),
+            0,
+            "",
+        ),
+    ]);
     let mut failures = Vec::new();
     for bad in &bads {
         let started = Instant::now();
@@ -847,26 +815,13 @@ RESULT["users"] = names
 fn two_processes_on_one_nats_server() {
     let nats = hive_kv::testing::NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Both processes seal secrets with the same key.
-    let key_file = dir.path().join("encryption.key");
-    std::fs::write(&key_file, "7".repeat(64)).expect("write the key file");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod the key file");
-    }
-    let data_dir = dir.path().join("data");
-    let opts = NodeOpts {
-        data_dir: data_dir.clone(),
-        nats_url: Some(nats.url()),
-        env: vec![
-            (
-                "HIVE_ENCRYPTION_KEY_FILE".into(),
-                key_file.display().to_string(),
-            ),
-            ("HIVE_AUTH_FAILURE_THRESHOLD".into(), "1000".into()),
-        ],
-    };
+    let opts = NodeOpts::on_nats(
+        dir.path(),
+        nats.url(),
+        '7',
+        &[("HIVE_AUTH_FAILURE_THRESHOLD", "1000")],
+    );
+    let data_dir = opts.data_dir.clone();
     // Started together: exactly one of them bootstraps.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| Node::start(&opts));
@@ -892,7 +847,7 @@ fn two_processes_on_one_nats_server() {
     for node in [&a, &b] {
         let aws = Aws::new(&node.endpoint(), &data_dir.join("admin-credentials"));
         let user = aws.ok("hive-admin", &["iam", "get-user"]);
-        assert_eq!(str_of(&user, &["User", "UserName"]), "admin");
+        assert_eq!(str_at(&user, &["User", "UserName"]), "admin");
         let users = aws.ok("hive-admin", &["iam", "list-users"]);
         assert_eq!(users["Users"].as_array().map(Vec::len), Some(1), "{users}");
     }

@@ -11,22 +11,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::*;
 use hive_api::app::App;
-use hive_api::config::Config;
 use hive_api::ec2::Ec2Service;
-use hive_api::error::ApiError;
-use hive_api::server::{AuthRequest, Authenticator, Principal, Server};
-use hive_iam::identity::Principal as IamPrincipal;
-use hive_iam::repo::{IamRepo, Target};
-use hive_iam::seal::{Keyring, SealKey};
-use hive_kv::KvStore;
-use hive_kv::iam::IamBucketNames;
-use hive_kv::memory::MemoryStore;
+use hive_api::server::Server;
+use hive_iam::repo::Target;
 use serde_json::{Value, json};
 
 const ACCT: &str = "000000000000";
@@ -42,16 +34,7 @@ impl Bridge {
     fn start() -> Self {
         let script =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ec2_bridge.py");
-        let python = python();
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-        let stdin = child.stdin.take().expect("stdin piped");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let (child, stdin, stdout) = spawn_bridge(Command::new(python()).arg(&script));
         Self {
             child,
             stdin,
@@ -102,37 +85,6 @@ impl Drop for Bridge {
     }
 }
 
-/// The user named in `X-Test-Caller` (looked up in the repository), `admin` by default.
-struct HeaderAuth {
-    app: Arc<App>,
-}
-
-#[async_trait]
-impl Authenticator for HeaderAuth {
-    async fn authenticate(&self, request: &AuthRequest<'_>) -> Result<Principal, ApiError> {
-        let caller = request
-            .headers
-            .get("x-test-caller")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("admin")
-            .to_owned();
-        let u = self.app.iam.get_user(ACCT, &caller).await?;
-        Ok(Principal {
-            account_id: ACCT.into(),
-            arn: u.arn.clone(),
-            user_id: u.user_id.clone(),
-            access_key_id: None,
-            identity: IamPrincipal::User {
-                account_id: ACCT.into(),
-                username: u.username.clone(),
-                user_id: u.user_id.clone(),
-                arn: u.arn.clone(),
-            },
-            session_policy: None,
-        })
-    }
-}
-
 /// One reply, as botocore read it.
 struct Answer {
     status: u16,
@@ -158,17 +110,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
-        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let (key, _) = SealKey::generate();
-        let repo = IamRepo::open(
-            store.as_ref(),
-            &IamBucketNames::default(),
-            Keyring::new(key),
-        )
-        .await
-        .expect("buckets open");
-        repo.bootstrap(ACCT).await.expect("bootstrap");
-        let app = Arc::new(App::new(Arc::new(repo), store, Arc::new(Config::default())));
+        let app = bootstrapped_app(ACCT).await;
         let ec2 = Arc::new(
             Ec2Service::open(app.clone())
                 .await
@@ -777,46 +719,44 @@ async fn every_error_code_is_triggered_and_nothing_is_half_written() {
         rules["SecurityGroupRules"].as_array().map(Vec::len),
         Some(2)
     );
-    env.fails(
-        "AuthorizeSecurityGroupIngress",
-        json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
-               "UserIdGroupPairs": [{"GroupId": "sg-0123456789abcdef0"}]}]}),
-        "InvalidGroup.NotFound",
-    )
-    .await;
-    env.fails(
-        "AuthorizeSecurityGroupIngress",
-        json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
-               "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]}),
-        "InvalidParameterValue",
-    )
-    .await;
-    env.fails(
-        "AuthorizeSecurityGroupIngress",
-        json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 9, "ToPort": 1,
-               "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}),
-        "InvalidParameterValue",
-    )
-    .await;
-    env.fails(
-        "AuthorizeSecurityGroupIngress",
-        json!({"GroupId": sg_id}),
-        "MissingParameter",
-    )
-    .await;
-    env.fails(
-        "RevokeSecurityGroupIngress",
-        json!({"GroupId": sg_id, "IpPermissions": [{
-            "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}),
-        "InvalidPermission.NotFound",
-    )
-    .await;
-    env.fails(
-        "RevokeSecurityGroupEgress",
-        json!({"GroupId": sg_id, "SecurityGroupRuleIds": ["sgr-0123456789abcdef0"]}),
-        "InvalidSecurityGroupRuleId.NotFound",
-    )
-    .await;
+    for (action, params, code) in [
+        (
+            "AuthorizeSecurityGroupIngress",
+            json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
+                   "UserIdGroupPairs": [{"GroupId": "sg-0123456789abcdef0"}]}]}),
+            "InvalidGroup.NotFound",
+        ),
+        (
+            "AuthorizeSecurityGroupIngress",
+            json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2,
+                   "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}]}),
+            "InvalidParameterValue",
+        ),
+        (
+            "AuthorizeSecurityGroupIngress",
+            json!({"GroupId": sg_id, "IpPermissions": [{"IpProtocol": "tcp", "FromPort": 9, "ToPort": 1,
+                   "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}),
+            "InvalidParameterValue",
+        ),
+        (
+            "AuthorizeSecurityGroupIngress",
+            json!({"GroupId": sg_id}),
+            "MissingParameter",
+        ),
+        (
+            "RevokeSecurityGroupIngress",
+            json!({"GroupId": sg_id, "IpPermissions": [{
+                "IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]}),
+            "InvalidPermission.NotFound",
+        ),
+        (
+            "RevokeSecurityGroupEgress",
+            json!({"GroupId": sg_id, "SecurityGroupRuleIds": ["sgr-0123456789abcdef0"]}),
+            "InvalidSecurityGroupRuleId.NotFound",
+        ),
+    ] {
+        env.fails(action, params, code).await;
+    }
 
     let eni = env
         .ok(
@@ -826,31 +766,30 @@ async fn every_error_code_is_triggered_and_nothing_is_half_written() {
         .await;
     let eni_id = s(&eni["NetworkInterface"]["NetworkInterfaceId"]).to_owned();
     let ip = s(&eni["NetworkInterface"]["PrivateIpAddress"]).to_owned();
-    env.fails(
-        "CreateNetworkInterface",
-        json!({"SubnetId": subnet_id, "PrivateIpAddress": ip}),
-        "InvalidIPAddress.InUse",
-    )
-    .await;
-    env.fails(
-        "CreateNetworkInterface",
-        json!({"SubnetId": subnet_id, "PrivateIpAddress": "10.9.9.9"}),
-        "InvalidParameterValue",
-    )
-    .await;
+    for (address, code) in [
+        (ip.as_str(), "InvalidIPAddress.InUse"),
+        ("10.9.9.9", "InvalidParameterValue"),
+    ] {
+        env.fails(
+            "CreateNetworkInterface",
+            json!({"SubnetId": subnet_id, "PrivateIpAddress": address}),
+            code,
+        )
+        .await;
+    }
     // A failed create takes no address: the subnet still shows one in use.
     let after = env
         .ok("DescribeSubnets", json!({"SubnetIds": [subnet_id]}))
         .await;
     assert_eq!(after["Subnets"][0]["AvailableIpAddressCount"], 250);
 
-    let dependency = "DependencyViolation";
-    env.fails("DeleteSecurityGroup", json!({"GroupId": sg_id}), dependency)
-        .await;
-    env.fails("DeleteSubnet", json!({"SubnetId": subnet_id}), dependency)
-        .await;
-    env.fails("DeleteVpc", json!({"VpcId": vpc_id}), dependency)
-        .await;
+    for (action, params) in [
+        ("DeleteSecurityGroup", json!({"GroupId": sg_id})),
+        ("DeleteSubnet", json!({"SubnetId": subnet_id})),
+        ("DeleteVpc", json!({"VpcId": vpc_id})),
+    ] {
+        env.fails(action, params, "DependencyViolation").await;
+    }
     let default = env
         .ok(
             "DescribeSecurityGroups",

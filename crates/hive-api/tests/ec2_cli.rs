@@ -11,20 +11,8 @@
 mod common;
 mod e2e;
 
-use e2e::{ACCOUNT, Aws, Node, NodeOpts};
+use e2e::{ACCOUNT, Aws, Node, NodeOpts, str_at};
 use serde_json::Value;
-
-fn text<'a>(v: &'a Value, path: &[&str]) -> &'a str {
-    let mut cur = v;
-    for p in path {
-        cur = match (cur, p.parse::<usize>()) {
-            (Value::Array(items), Ok(i)) => &items[i],
-            _ => &cur[*p],
-        };
-    }
-    cur.as_str()
-        .unwrap_or_else(|| panic!("no string at {path:?} in {v}"))
-}
 
 fn len(v: &Value) -> usize {
     v.as_array().map_or(0, Vec::len)
@@ -52,16 +40,16 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
 
     // The default network from bootstrap.
     let default = ec2(&["describe-vpcs", "--filters", "Name=is-default,Values=true"]);
-    assert_eq!(text(&default, &["Vpcs", "0", "CidrBlock"]), "10.0.0.0/16");
-    assert_eq!(text(&default, &["Vpcs", "0", "OwnerId"]), ACCOUNT);
-    let default_vpc = text(&default, &["Vpcs", "0", "VpcId"]).to_owned();
+    assert_eq!(str_at(&default, &["Vpcs", "0", "CidrBlock"]), "10.0.0.0/16");
+    assert_eq!(str_at(&default, &["Vpcs", "0", "OwnerId"]), ACCOUNT);
+    let default_vpc = str_at(&default, &["Vpcs", "0", "VpcId"]).to_owned();
     let subnets = ec2(&[
         "describe-subnets",
         "--filters",
         &format!("Name=vpc-id,Values={default_vpc}"),
     ]);
     assert_eq!(
-        text(&subnets, &["Subnets", "0", "CidrBlock"]),
+        str_at(&subnets, &["Subnets", "0", "CidrBlock"]),
         "10.0.1.0/24"
     );
 
@@ -73,8 +61,8 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "--tag-specifications",
         "ResourceType=vpc,Tags=[{Key=Name,Value=cli}]",
     ]);
-    let vpc_id = text(&vpc, &["Vpc", "VpcId"]).to_owned();
-    assert_eq!(text(&vpc, &["Vpc", "Tags", "0", "Value"]), "cli");
+    let vpc_id = str_at(&vpc, &["Vpc", "VpcId"]).to_owned();
+    assert_eq!(str_at(&vpc, &["Vpc", "Tags", "0", "Value"]), "cli");
     let subnet = ec2(&[
         "create-subnet",
         "--vpc-id",
@@ -82,31 +70,26 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "--cidr-block",
         "10.40.1.0/24",
     ]);
-    let subnet_id = text(&subnet, &["Subnet", "SubnetId"]).to_owned();
+    let subnet_id = str_at(&subnet, &["Subnet", "SubnetId"]).to_owned();
     assert_eq!(subnet["Subnet"]["AvailableIpAddressCount"], 251);
 
     // Two groups; db allows 5432 from web.
-    let web = ec2(&[
-        "create-security-group",
-        "--group-name",
-        "web",
-        "--description",
-        "web tier",
-        "--vpc-id",
-        &vpc_id,
-    ]);
-    let web_id = text(&web, &["GroupId"]).to_owned();
-    let db = ec2(&[
-        "create-security-group",
-        "--group-name",
-        "db",
-        "--description",
-        "db tier",
-        "--vpc-id",
-        &vpc_id,
-    ]);
-    let db_id = text(&db, &["GroupId"]).to_owned();
-    let shorthand = ec2(&[
+    let group = |name: &str, description: &str| {
+        let made = ec2(&[
+            "create-security-group",
+            "--group-name",
+            name,
+            "--description",
+            description,
+            "--vpc-id",
+            &vpc_id,
+        ]);
+        str_at(&made, &["GroupId"]).to_owned()
+    };
+    let web_id = group("web", "web tier");
+    let db_id = group("db", "db tier");
+    // The same shorthand rule, added again below, is a duplicate.
+    let ssh_from_vpc = &[
         "authorize-security-group-ingress",
         "--group-id",
         &web_id,
@@ -116,10 +99,11 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "22",
         "--cidr",
         "10.0.0.0/16",
-    ]);
+    ];
+    let shorthand = ec2(ssh_from_vpc);
     assert_eq!(shorthand["Return"], true);
     assert_eq!(
-        text(&shorthand, &["SecurityGroupRules", "0", "CidrIpv4"]),
+        str_at(&shorthand, &["SecurityGroupRules", "0", "CidrIpv4"]),
         "10.0.0.0/16"
     );
     let permissions = format!(
@@ -133,7 +117,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         &permissions,
     ]);
     assert_eq!(
-        text(
+        str_at(
             &json_rule,
             &["SecurityGroupRules", "0", "ReferencedGroupInfo", "GroupId"]
         ),
@@ -151,17 +135,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "--source-group",
         "web",
     ]);
-    let err = ec2_fails(&[
-        "authorize-security-group-ingress",
-        "--group-id",
-        &web_id,
-        "--protocol",
-        "tcp",
-        "--port",
-        "22",
-        "--cidr",
-        "10.0.0.0/16",
-    ]);
+    let err = ec2_fails(ssh_from_vpc);
     assert!(
         err.contains("(InvalidPermission.Duplicate)"),
         "the CLI reads our error: {err}"
@@ -175,7 +149,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
     ]);
     assert_eq!(len(&described["SecurityGroups"]), 1);
     assert_eq!(
-        text(&described, &["SecurityGroups", "0", "GroupName"]),
+        str_at(&described, &["SecurityGroups", "0", "GroupName"]),
         "db"
     );
     let perms = &described["SecurityGroups"][0]["IpPermissions"];
@@ -198,9 +172,9 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "--description",
         "vm-1",
     ]);
-    let eni_id = text(&eni, &["NetworkInterface", "NetworkInterfaceId"]).to_owned();
+    let eni_id = str_at(&eni, &["NetworkInterface", "NetworkInterfaceId"]).to_owned();
     assert_eq!(
-        text(&eni, &["NetworkInterface", "PrivateIpAddress"]),
+        str_at(&eni, &["NetworkInterface", "PrivateIpAddress"]),
         "10.40.1.4"
     );
     let found = ec2(&[
@@ -210,11 +184,11 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         "Name=private-ip-address,Values=10.40.1.4",
     ]);
     assert_eq!(
-        text(&found, &["NetworkInterfaces", "0", "NetworkInterfaceId"]),
+        str_at(&found, &["NetworkInterfaces", "0", "NetworkInterfaceId"]),
         eni_id
     );
     assert_eq!(
-        text(
+        str_at(
             &found,
             &["NetworkInterfaces", "0", "Groups", "0", "GroupName"]
         ),
@@ -241,7 +215,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         &format!("Name=resource-id,Values={eni_id}"),
     ]);
     assert_eq!(
-        text(&tags, &["Tags", "0", "ResourceType"]),
+        str_at(&tags, &["Tags", "0", "ResourceType"]),
         "network-interface"
     );
     // The CLI pages through everything with a small page size.
@@ -283,7 +257,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
         .expect("rules")
         .iter()
         .find(|r| r["IpProtocol"] == "icmp")
-        .map(|r| text(r, &["SecurityGroupRuleId"]).to_owned())
+        .map(|r| str_at(r, &["SecurityGroupRuleId"]).to_owned())
         .expect("the icmp rule");
     ec2(&[
         "revoke-security-group-ingress",
@@ -313,7 +287,7 @@ fn vpc_scenario_with_the_cli_on_the_embedded_store() {
     ec2(&["delete-vpc", "--vpc-id", &vpc_id]);
     let left = ec2(&["describe-vpcs"]);
     assert_eq!(len(&left["Vpcs"]), 1);
-    assert_eq!(text(&left, &["Vpcs", "0", "VpcId"]), default_vpc);
+    assert_eq!(str_at(&left, &["Vpcs", "0", "VpcId"]), default_vpc);
     let err = ec2_fails(&["delete-vpc", "--vpc-id", &vpc_id]);
     assert!(err.contains("(InvalidVpcID.NotFound)"), "{err}");
     let err = ec2_fails(&["run-instances", "--image-id", "ami-12345678"]);

@@ -10,26 +10,14 @@ use e2e::{Node, NodeOpts, admin_credentials, boto3};
 fn three_processes_allocate_addresses_and_vlans_without_duplicates() {
     let nats = hive_kv::testing::NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    let key_file = dir.path().join("encryption.key");
-    std::fs::write(&key_file, "5".repeat(64)).expect("write the key file");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod the key file");
-    }
-    let data_dir = dir.path().join("data");
-    let opts = NodeOpts {
-        data_dir: data_dir.clone(),
-        nats_url: Some(nats.url()),
-        env: vec![
-            (
-                "HIVE_ENCRYPTION_KEY_FILE".into(),
-                key_file.display().to_string(),
-            ),
-            // The network plane's allocations are under test, not the switch.
-            ("HIVE_VPC_ENABLED".into(), "false".into()),
-        ],
-    };
+    // The network plane's allocations are under test, not the switch.
+    let opts = NodeOpts::on_nats(
+        dir.path(),
+        nats.url(),
+        '5',
+        &[("HIVE_VPC_ENABLED", "false")],
+    );
+    let data_dir = opts.data_dir.clone();
     let nodes: Vec<Node> = std::thread::scope(|s| {
         let started: Vec<_> = (0..3).map(|_| s.spawn(|| Node::start(&opts))).collect();
         started

@@ -12,20 +12,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::*;
 use hive_api::app::App;
-use hive_api::config::Config;
-use hive_api::error::ApiError;
 use hive_api::iam::IamService;
-use hive_api::server::{AuthRequest, Authenticator, Principal, Server};
+use hive_api::server::Server;
 use hive_api::wire::query::encode;
-use hive_iam::identity::Principal as IamPrincipal;
-use hive_iam::repo::{IamRepo, Target};
-use hive_iam::seal::{Keyring, SealKey};
-use hive_kv::KvStore;
-use hive_kv::iam::IamBucketNames;
-use hive_kv::memory::MemoryStore;
+use hive_iam::repo::Target;
 use serde_json::Value;
 
 const ACCT: &str = "000000000000";
@@ -66,68 +58,6 @@ const ALLOW_ALL: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::000000000000:root"},"Action":"sts:AssumeRole"}]}"#;
 
-/// Authenticates as the user named in `X-Test-Caller` (looked up in the repository), the
-/// account root (`root`), a role session (`role:<name>`), or `admin` when the header is absent.
-struct HeaderAuth {
-    app: Arc<App>,
-}
-
-#[async_trait]
-impl Authenticator for HeaderAuth {
-    async fn authenticate(&self, request: &AuthRequest<'_>) -> Result<Principal, ApiError> {
-        let caller = request
-            .headers
-            .get("x-test-caller")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("admin")
-            .to_owned();
-        if caller == "root" {
-            return Ok(Principal {
-                account_id: ACCT.into(),
-                arn: format!("arn:aws:iam::{ACCT}:root"),
-                user_id: ACCT.into(),
-                access_key_id: None,
-                identity: IamPrincipal::Root {
-                    account_id: ACCT.into(),
-                },
-                session_policy: None,
-            });
-        }
-        if let Some(role) = caller.strip_prefix("role:") {
-            let r = self.app.iam.get_role(ACCT, role).await?;
-            let identity = IamPrincipal::AssumedRole {
-                account_id: ACCT.into(),
-                role_name: r.role_name.clone(),
-                role_id: r.role_id.clone(),
-                session_name: "s1".into(),
-                role_arn: r.arn.clone(),
-            };
-            return Ok(Principal {
-                account_id: ACCT.into(),
-                arn: identity.arn(),
-                user_id: identity.user_id(),
-                access_key_id: None,
-                identity,
-                session_policy: None,
-            });
-        }
-        let u = self.app.iam.get_user(ACCT, &caller).await?;
-        Ok(Principal {
-            account_id: ACCT.into(),
-            arn: u.arn.clone(),
-            user_id: u.user_id.clone(),
-            access_key_id: None,
-            identity: IamPrincipal::User {
-                account_id: ACCT.into(),
-                username: u.username.clone(),
-                user_id: u.user_id.clone(),
-                arn: u.arn.clone(),
-            },
-            session_policy: None,
-        })
-    }
-}
-
 /// A bootstrapped server and the responses it gave, for botocore to parse at the end.
 struct Env {
     server: TestServer,
@@ -137,17 +67,7 @@ struct Env {
 
 impl Env {
     async fn new() -> Self {
-        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let (key, _) = SealKey::generate();
-        let repo = IamRepo::open(
-            store.as_ref(),
-            &IamBucketNames::default(),
-            Keyring::new(key),
-        )
-        .await
-        .expect("buckets open");
-        repo.bootstrap(ACCT).await.expect("bootstrap");
-        let app = Arc::new(App::new(Arc::new(repo), store, Arc::new(Config::default())));
+        let app = bootstrapped_app(ACCT).await;
         let server = TestServer::start(
             Server::new(config(), ready_ok())
                 .authenticator(Arc::new(HeaderAuth { app: app.clone() }))
@@ -233,8 +153,6 @@ impl Env {
 
 /// Parses `[[operation, status, body], ...]` with botocore's IAM parser.
 fn botocore_parse_many(input: &Value) -> Vec<Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     const SCRIPT: &str = r#"
 import json, sys
 import botocore.session
@@ -248,20 +166,10 @@ for op, status, body in json.load(sys.stdin):
 print(json.dumps(out, default=str))
 "#;
     let python = python();
-    let mut child = Command::new(&python)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(input.to_string().as_bytes())
-        .expect("write to python");
-    let out = child.wait_with_output().expect("python finishes");
+    let out = run_piped(
+        std::process::Command::new(&python).args(["-c", SCRIPT]),
+        input.to_string().as_bytes(),
+    );
     assert!(
         out.status.success(),
         "botocore parse failed (install botocore into {}): {}",

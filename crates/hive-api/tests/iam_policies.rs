@@ -12,23 +12,18 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use common::*;
 use hive_api::app::App;
-use hive_api::config::Config;
 use hive_api::error::ApiError;
 use hive_api::iam::IamService;
 use hive_api::server::{AuthRequest, Authenticator, Principal, Server};
 use hive_api::wire::query::encode;
 use hive_iam::identity::DEFAULT_ACCOUNT_ID;
-use hive_iam::repo::{IamRepo, Target};
-use hive_iam::seal::{Keyring, SealKey};
-use hive_kv::KvStore;
-use hive_kv::iam::IamBucketNames;
-use hive_kv::memory::MemoryStore;
+use hive_iam::repo::Target;
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = DEFAULT_ACCOUNT_ID;
@@ -102,16 +97,7 @@ for line in sys.stdin:
 
 impl Botocore {
     fn start() -> Self {
-        let python = python();
-        let mut child = Command::new(&python)
-            .args(["-c", BRIDGE])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-        let stdin = child.stdin.take().expect("stdin piped");
-        let stdout = BufReader::new(child.stdout.take().expect("stdout piped"));
+        let (child, stdin, stdout) = spawn_bridge(Command::new(python()).args(["-c", BRIDGE]));
         Self {
             child,
             stdin,
@@ -200,16 +186,7 @@ impl Fixture {
     }
 
     async fn start_as(auth: Arc<dyn Authenticator>) -> Self {
-        let store: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
-        let iam = IamRepo::open(
-            store.as_ref(),
-            &IamBucketNames::default(),
-            Keyring::new(SealKey::generate().0),
-        )
-        .await
-        .expect("open the repository");
-        iam.bootstrap(ACCOUNT).await.expect("bootstrap");
-        let app = Arc::new(App::new(Arc::new(iam), store, Arc::new(Config::default())));
+        let app = bootstrapped_app(ACCOUNT).await;
         let server = Server::new(config(), ready_ok())
             .authenticator(auth)
             .service(Arc::new(IamService::new(app.clone())));
@@ -222,6 +199,48 @@ impl Fixture {
 
     fn addr(&self) -> SocketAddr {
         self.server.addr
+    }
+
+    /// `SimulatePrincipalPolicy` of `source` for `actions` (numbered in order), with `extra`
+    /// parameters.
+    async fn simulate(&mut self, source: &str, actions: &[&str], extra: &[(&str, &str)]) -> Value {
+        let names: Vec<String> = (1..=actions.len())
+            .map(|i| format!("ActionNames.member.{i}"))
+            .collect();
+        let mut params = vec![("PolicySourceArn", source)];
+        params.extend(
+            names
+                .iter()
+                .map(String::as_str)
+                .zip(actions.iter().copied()),
+        );
+        params.extend_from_slice(extra);
+        self.ok("SimulatePrincipalPolicy", &params).await
+    }
+
+    /// Creates user `name` (at `path`) in the repository directly.
+    async fn user(&self, name: &str, path: Option<&str>) {
+        self.app
+            .iam
+            .create_user(ACCOUNT, name, path, Vec::new())
+            .await
+            .expect("user");
+    }
+
+    /// Creates group `name` in the repository directly, with `members` in it.
+    async fn group(&self, name: &str, members: &[&str]) {
+        self.app
+            .iam
+            .create_group(ACCOUNT, name, None)
+            .await
+            .expect("group");
+        for member in members {
+            self.app
+                .iam
+                .add_user_to_group(ACCOUNT, name, member)
+                .await
+                .expect("member");
+        }
     }
 
     async fn call(&mut self, action: &str, params: &[(&str, &str)]) -> Answer {
@@ -695,16 +714,8 @@ async fn managed_policy_versions_limits_and_default_switching() {
 #[tokio::test]
 async fn attachments_entities_limits_and_delete_conflicts() {
     let mut f = Fixture::start().await;
-    f.app
-        .iam
-        .create_user(ACCOUNT, "alice", Some("/dev/"), Vec::new())
-        .await
-        .expect("user");
-    f.app
-        .iam
-        .create_group(ACCOUNT, "devs", None)
-        .await
-        .expect("group");
+    f.user("alice", Some("/dev/")).await;
+    f.group("devs", &[]).await;
     f.ok(
         "CreateRole",
         &[("RoleName", "ops"), ("AssumeRolePolicyDocument", TRUST)],
@@ -964,16 +975,8 @@ async fn attachments_entities_limits_and_delete_conflicts() {
 #[tokio::test]
 async fn inline_policies_of_users_groups_and_roles() {
     let mut f = Fixture::start().await;
-    f.app
-        .iam
-        .create_user(ACCOUNT, "alice", None, Vec::new())
-        .await
-        .expect("user");
-    f.app
-        .iam
-        .create_group(ACCOUNT, "devs", None)
-        .await
-        .expect("group");
+    f.user("alice", None).await;
+    f.group("devs", &[]).await;
     f.ok(
         "CreateRole",
         &[("RoleName", "ops"), ("AssumeRolePolicyDocument", TRUST)],
@@ -1092,21 +1095,8 @@ fn matched(result: &Value) -> Vec<(String, String)> {
 #[tokio::test]
 async fn simulation_explains_deny_allow_boundaries_and_context() {
     let mut f = Fixture::start().await;
-    f.app
-        .iam
-        .create_user(ACCOUNT, "carol", None, Vec::new())
-        .await
-        .expect("user");
-    f.app
-        .iam
-        .create_group(ACCOUNT, "readers", None)
-        .await
-        .expect("group");
-    f.app
-        .iam
-        .add_user_to_group(ACCOUNT, "readers", "carol")
-        .await
-        .expect("member");
+    f.user("carol", None).await;
+    f.group("readers", &["carol"]).await;
     f.ok(
         "PutUserPolicy",
         &[
@@ -1132,14 +1122,10 @@ async fn simulation_explains_deny_allow_boundaries_and_context() {
     .await;
     let carol = format!("arn:aws:iam::{ACCOUNT}:user/carol");
     let sim = f
-        .ok(
-            "SimulatePrincipalPolicy",
-            &[
-                ("PolicySourceArn", &carol),
-                ("ActionNames.member.1", "s3:GetObject"),
-                ("ActionNames.member.2", "s3:DeleteObject"),
-                ("ActionNames.member.3", "ec2:RunInstances"),
-            ],
+        .simulate(
+            &carol,
+            &["s3:GetObject", "s3:DeleteObject", "ec2:RunInstances"],
+            &[],
         )
         .await;
     let results = &sim["EvaluationResults"];
@@ -1165,25 +1151,21 @@ async fn simulation_explains_deny_allow_boundaries_and_context() {
     // Excluded policies take no part: without the deny the delete is allowed, without the
     // inline allow nothing is.
     let excluded = f
-        .ok(
-            "SimulatePrincipalPolicy",
-            &[
-                ("PolicySourceArn", &carol),
-                ("ActionNames.member.1", "s3:DeleteObject"),
-                (
-                    "PolicyExclusionList.member.1.PolicyArn",
-                    &policy_arn("NoDelete"),
-                ),
-            ],
+        .simulate(
+            &carol,
+            &["s3:DeleteObject"],
+            &[(
+                "PolicyExclusionList.member.1.PolicyArn",
+                &policy_arn("NoDelete"),
+            )],
         )
         .await;
     assert_eq!(excluded["EvaluationResults"][0]["EvalDecision"], "allowed");
     let excluded = f
-        .ok(
-            "SimulatePrincipalPolicy",
+        .simulate(
+            &carol,
+            &["s3:GetObject"],
             &[
-                ("PolicySourceArn", &carol),
-                ("ActionNames.member.1", "s3:GetObject"),
                 (
                     "PolicyExclusionList.member.1.InlinePolicyIdentifier.PolicyName",
                     "s3-all",
@@ -1206,15 +1188,10 @@ async fn simulation_explains_deny_allow_boundaries_and_context() {
 
     // The group alone carries only the deny.
     let group = f
-        .ok(
-            "SimulatePrincipalPolicy",
-            &[
-                (
-                    "PolicySourceArn",
-                    &format!("arn:aws:iam::{ACCOUNT}:group/readers"),
-                ),
-                ("ActionNames.member.1", "s3:GetObject"),
-            ],
+        .simulate(
+            &format!("arn:aws:iam::{ACCOUNT}:group/readers"),
+            &["s3:GetObject"],
+            &[],
         )
         .await;
     assert_eq!(
@@ -1251,14 +1228,7 @@ async fn simulation_explains_deny_allow_boundaries_and_context() {
     .await;
     let role = format!("arn:aws:iam::{ACCOUNT}:role/app");
     let bounded = f
-        .ok(
-            "SimulatePrincipalPolicy",
-            &[
-                ("PolicySourceArn", &role),
-                ("ActionNames.member.1", "s3:GetObject"),
-                ("ActionNames.member.2", "s3:PutObject"),
-            ],
-        )
+        .simulate(&role, &["s3:GetObject", "s3:PutObject"], &[])
         .await;
     let r = &bounded["EvaluationResults"];
     assert_eq!(r[0]["EvalDecision"], "allowed");
@@ -1274,27 +1244,23 @@ async fn simulation_explains_deny_allow_boundaries_and_context() {
     );
     // A boundary given in the request replaces the stored one.
     let replaced = f
-        .ok(
-            "SimulatePrincipalPolicy",
-            &[
-                ("PolicySourceArn", &role),
-                ("ActionNames.member.1", "s3:PutObject"),
-                (
-                    "PermissionsBoundaryPolicyInputList.member.1",
-                    &allow("s3:Put*"),
-                ),
-            ],
+        .simulate(
+            &role,
+            &["s3:PutObject"],
+            &[(
+                "PermissionsBoundaryPolicyInputList.member.1",
+                &allow("s3:Put*"),
+            )],
         )
         .await;
     assert_eq!(replaced["EvaluationResults"][0]["EvalDecision"], "allowed");
     // Extra identity policies from the request join the principal's.
     let extra_deny = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"s3:GetObject","Resource":"arn:aws:s3:::secret/*"}]}"#;
     let per_resource = f
-        .ok(
-            "SimulatePrincipalPolicy",
+        .simulate(
+            &role,
+            &["s3:GetObject"],
             &[
-                ("PolicySourceArn", &role),
-                ("ActionNames.member.1", "s3:GetObject"),
                 ("PolicyInputList.member.1", extra_deny),
                 ("ResourceArns.member.1", "arn:aws:s3:::public/a"),
                 ("ResourceArns.member.2", "arn:aws:s3:::secret/b"),
@@ -1502,11 +1468,7 @@ async fn account_authorization_details_cover_every_entity_with_pagination() {
 async fn a_caller_without_permission_is_denied_with_aws_message_and_nothing_changes() {
     let bob = user_principal("bob", "AIDAEXAMPLEBOB000001");
     let mut f = Fixture::start_as(Arc::new(As(bob))).await;
-    f.app
-        .iam
-        .create_user(ACCOUNT, "bob", None, Vec::new())
-        .await
-        .expect("user");
+    f.user("bob", None).await;
     let e = f
         .fails(
             "CreateRole",

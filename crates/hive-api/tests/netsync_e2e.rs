@@ -386,18 +386,7 @@ fn changes_through_another_process_on_one_jetstream_reach_the_switch() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let nats = hive_kv::testing::NatsServer::start();
     let dir = tempfile::tempdir().expect("tempdir");
-    // Both processes seal secrets with the same key.
-    let key_file = dir.path().join("encryption.key");
-    std::fs::write(&key_file, "7".repeat(64)).expect("write the key file");
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod the key file");
-    }
-    let key = [(
-        "HIVE_ENCRYPTION_KEY_FILE".to_owned(),
-        key_file.display().to_string(),
-    )];
+    let key = [e2e::shared_key_env(dir.path(), '7')];
     let data_dir = dir.path().join("data");
     // This node owns the switch; the other one has none (it says so and serves anyway).
     let here = node(&data_dir, Some(nats.url()), sb.dir(), &key);

@@ -248,6 +248,29 @@ pub fn python() -> PathBuf {
     venv
 }
 
+/// Runs `cmd` (a python bridge) with piped stdio, feeds it `stdin` and waits for it: the one
+/// spawn/feed/collect sequence every bridge shares.
+pub fn run_piped(cmd: &mut std::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            let program = cmd.get_program().to_string_lossy().into_owned();
+            panic!("cannot run {program}: {e} (set HIVE_PYTHON)")
+        });
+    child
+        .stdin
+        .take()
+        .expect("stdin piped")
+        .write_all(stdin)
+        .expect("write stdin to the child");
+    child.wait_with_output().expect("child finishes")
+}
+
 /// botocore's parse of `body` as the response of `service`.`operation` with `status`.
 pub fn botocore_parse(
     service: &str,
@@ -255,25 +278,15 @@ pub fn botocore_parse(
     status: u16,
     body: &str,
 ) -> serde_json::Value {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/botocore_parse.py");
-    let python = python();
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .args([service, operation, &status.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(body.as_bytes())
-        .expect("write body to python");
-    let out = child.wait_with_output().expect("python finishes");
+    let out = run_piped(
+        std::process::Command::new(python()).arg(&script).args([
+            service,
+            operation,
+            &status.to_string(),
+        ]),
+        body.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "botocore_parse.py failed ({}): {}{}",
@@ -293,6 +306,185 @@ pub fn ready_ok() -> Arc<dyn hive_api::server::Readiness> {
     Arc::new(hive_api::server::FnReadiness(|| Ok(())))
 }
 
+// ----- child processes -------------------------------------------------------------------
+
+/// A child process killed on drop.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (a tiny race with another binder remains; callers that start servers
+/// on it retry or tolerate that).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Starts the `hive-api` binary with `args` and only the `HIVE_*` variables in `env` (every
+/// inherited one is removed), stderr to `log`.
+pub fn spawn_hive_api(args: &[&str], env: &[(&str, &str)], log: &std::path::Path) -> Proc {
+    let log = std::fs::File::create(log).expect("log file");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_hive-api"));
+    cmd.args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    for var in hive_api::config::ENV_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    Proc(cmd.spawn().expect("start hive-api"))
+}
+
+/// Waits until the `hive-api` in `proc` listens on `addr` and, with `healthy`, answers
+/// `/health` with 200; panics with its log when it exits first, or after `limit`.
+pub async fn wait_up(
+    addr: SocketAddr,
+    proc: &mut Proc,
+    log: &std::path::Path,
+    healthy: bool,
+    limit: Duration,
+) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if tokio::net::TcpStream::connect(addr).await.is_ok()
+            && (!healthy || get(addr, "/health").await.status == 200)
+        {
+            return;
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!(
+                "hive-api exited with {status}: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hive-api did not {} on {addr}",
+            if healthy { "serve" } else { "listen" }
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+// ----- in-process apps and line-oriented python bridges ----------------------------------
+
+/// An `App` on a fresh in-memory store whose IAM repository (random seal key) has `account`
+/// bootstrapped.
+pub async fn bootstrapped_app(account: &str) -> Arc<hive_api::app::App> {
+    use hive_kv::KvStore;
+    let store: Arc<dyn KvStore> = Arc::new(hive_kv::memory::MemoryStore::new());
+    let repo = hive_iam::repo::IamRepo::open(
+        store.as_ref(),
+        &hive_kv::iam::IamBucketNames::default(),
+        hive_iam::seal::Keyring::new(hive_iam::seal::SealKey::generate().0),
+    )
+    .await
+    .expect("open the repository");
+    repo.bootstrap(account).await.expect("bootstrap");
+    Arc::new(hive_api::app::App::new(
+        Arc::new(repo),
+        store,
+        Arc::new(hive_api::config::Config::default()),
+    ))
+}
+
+/// The account [`HeaderAuth`] authenticates in.
+pub const HEADER_AUTH_ACCOUNT: &str = "000000000000";
+
+/// Authenticates as the user named in `X-Test-Caller` (looked up in the repository), the
+/// account root (`root`), a role session (`role:<name>`), or `admin` when the header is absent;
+/// all in [`HEADER_AUTH_ACCOUNT`].
+pub struct HeaderAuth {
+    pub app: Arc<hive_api::app::App>,
+}
+
+#[async_trait]
+impl Authenticator for HeaderAuth {
+    async fn authenticate(&self, request: &AuthRequest<'_>) -> Result<Principal, ApiError> {
+        let caller = request
+            .headers
+            .get("x-test-caller")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("admin")
+            .to_owned();
+        if caller == "root" {
+            return Ok(Principal {
+                account_id: HEADER_AUTH_ACCOUNT.into(),
+                arn: format!("arn:aws:iam::{HEADER_AUTH_ACCOUNT}:root"),
+                user_id: HEADER_AUTH_ACCOUNT.into(),
+                access_key_id: None,
+                identity: hive_iam::identity::Principal::Root {
+                    account_id: HEADER_AUTH_ACCOUNT.into(),
+                },
+                session_policy: None,
+            });
+        }
+        if let Some(role) = caller.strip_prefix("role:") {
+            let r = self.app.iam.get_role(HEADER_AUTH_ACCOUNT, role).await?;
+            let identity = hive_iam::identity::Principal::AssumedRole {
+                account_id: HEADER_AUTH_ACCOUNT.into(),
+                role_name: r.role_name.clone(),
+                role_id: r.role_id.clone(),
+                session_name: "s1".into(),
+                role_arn: r.arn.clone(),
+            };
+            return Ok(Principal {
+                account_id: HEADER_AUTH_ACCOUNT.into(),
+                arn: identity.arn(),
+                user_id: identity.user_id(),
+                access_key_id: None,
+                identity,
+                session_policy: None,
+            });
+        }
+        let u = self.app.iam.get_user(HEADER_AUTH_ACCOUNT, &caller).await?;
+        Ok(Principal {
+            account_id: HEADER_AUTH_ACCOUNT.into(),
+            arn: u.arn.clone(),
+            user_id: u.user_id.clone(),
+            access_key_id: None,
+            identity: hive_iam::identity::Principal::User {
+                account_id: HEADER_AUTH_ACCOUNT.into(),
+                username: u.username.clone(),
+                user_id: u.user_id.clone(),
+                arn: u.arn.clone(),
+            },
+            session_policy: None,
+        })
+    }
+}
+
+/// Spawns a line-oriented bridge `cmd` (one JSON request per stdin line, one reply per stdout
+/// line); its stderr is inherited so python tracebacks show in the test output.
+pub fn spawn_bridge(
+    cmd: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::io::BufReader<std::process::ChildStdout>,
+) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| {
+            let program = cmd.get_program().to_string_lossy().into_owned();
+            panic!("cannot run {program}: {e} (set HIVE_PYTHON)")
+        });
+    let stdin = child.stdin.take().expect("stdin piped");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout piped"));
+    (child, stdin, stdout)
+}
+
 // ----- real nodes and botocore-signed requests (helper "core") ---------------------------
 
 /// A request signed by botocore, ready to send.
@@ -306,28 +498,12 @@ pub struct Signed {
 
 /// Sign `specs` with botocore's SigV4 (see tests/data/botocore_sign.py for the fields).
 pub fn botocore_sign(specs: &[serde_json::Value]) -> Vec<Signed> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/botocore_sign.py");
-    let python = python();
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(
-            serde_json::to_string(specs)
-                .expect("specs to JSON")
-                .as_bytes(),
-        )
-        .expect("write specs to python");
-    let out = child.wait_with_output().expect("python finishes");
+    let specs = serde_json::to_string(specs).expect("specs to JSON");
+    let out = run_piped(
+        std::process::Command::new(python()).arg(&script),
+        specs.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "botocore_sign.py failed ({}): {}",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::python;
+use crate::common::{free_port, python};
 
 /// The region every client uses.
 pub const REGION: &str = "us-east-1";
@@ -34,12 +34,18 @@ impl std::fmt::Debug for Creds {
     }
 }
 
-/// A free loopback port (the tiny race with another binder is retried by [`Node::start`]).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The string at `path` in CLI/boto3 output `v` (numeric segments index arrays); panics
+/// naming the path when there is none.
+pub fn str_at<'a>(v: &'a Value, path: &[&str]) -> &'a str {
+    let mut cur = v;
+    for p in path {
+        cur = match (cur, p.parse::<usize>()) {
+            (Value::Array(items), Ok(i)) => &items[i],
+            _ => &cur[*p],
+        };
+    }
+    cur.as_str()
+        .unwrap_or_else(|| panic!("no string at {path:?} in {v}"))
 }
 
 /// How to start one `hive-api` process.
@@ -51,6 +57,39 @@ pub struct NodeOpts {
     pub nats_url: Option<String>,
     /// Extra environment (`HIVE_*`).
     pub env: Vec<(String, String)>,
+}
+
+/// Writes a 0600 encryption key file (`digit` x 64) under `dir` and returns the
+/// `HIVE_ENCRYPTION_KEY_FILE` variable naming it: processes sharing one store must seal
+/// secrets with the same key.
+pub fn shared_key_env(dir: &Path, digit: char) -> (String, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let key_file = dir.join("encryption.key");
+    std::fs::write(&key_file, digit.to_string().repeat(64)).expect("write the key file");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))
+        .expect("chmod the key file");
+    (
+        "HIVE_ENCRYPTION_KEY_FILE".into(),
+        key_file.display().to_string(),
+    )
+}
+
+impl NodeOpts {
+    /// Options for several processes on the nats-server at `nats_url`: data dir `dir/data`, one
+    /// shared key file (see [`shared_key_env`]) and the `extra` environment.
+    pub fn on_nats(dir: &Path, nats_url: String, key_digit: char, extra: &[(&str, &str)]) -> Self {
+        let mut env = vec![shared_key_env(dir, key_digit)];
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        Self {
+            data_dir: dir.join("data"),
+            nats_url: Some(nats_url),
+            env,
+        }
+    }
 }
 
 /// A running `hive-api` process, killed on drop.
@@ -351,34 +390,23 @@ fn e2e_script() -> PathBuf {
 }
 
 fn run_python(mode: &str, endpoints: &[String], admin: &Creds, stdin: &str) -> Value {
-    use std::io::Write;
-    let python = python();
-    let mut child = Command::new(&python)
-        .arg(e2e_script())
-        .arg(mode)
-        .env(
-            "HIVE_E2E_ENDPOINT",
-            endpoints.first().map_or("", String::as_str),
-        )
-        .env("HIVE_E2E_ENDPOINTS", endpoints.join(","))
-        .env("HIVE_E2E_ADMIN_KEY", &admin.key)
-        .env("HIVE_E2E_ADMIN_SECRET", &admin.secret)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (set HIVE_PYTHON)", python.display()));
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(stdin.as_bytes())
-        .expect("write the scenario");
-    let out = child.wait_with_output().expect("python finishes");
+    let out = crate::common::run_piped(
+        Command::new(python())
+            .arg(e2e_script())
+            .arg(mode)
+            .env(
+                "HIVE_E2E_ENDPOINT",
+                endpoints.first().map_or("", String::as_str),
+            )
+            .env("HIVE_E2E_ENDPOINTS", endpoints.join(","))
+            .env("HIVE_E2E_ADMIN_KEY", &admin.key)
+            .env("HIVE_E2E_ADMIN_SECRET", &admin.secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env_remove("AWS_PROFILE"),
+        stdin.as_bytes(),
+    );
     assert!(
         out.status.success(),
         "boto3 {mode} failed ({}):\n{}{}",
