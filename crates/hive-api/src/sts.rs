@@ -161,16 +161,7 @@ impl StsService {
         if policy_arns.len() > MAX_POLICY_ARNS {
             return Err(too_many("policyArns", MAX_POLICY_ARNS));
         }
-        let tags = params
-            .member_structs("Tags")?
-            .iter()
-            .map(|t| {
-                Ok(Tag {
-                    key: t.required("Key")?.to_owned(),
-                    value: t.get("Value").unwrap_or_default().to_owned(),
-                })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
+        let tags = crate::iam::member_tags(params)?;
         if tags.len() > MAX_SESSION_TAGS {
             return Err(too_many("tags", MAX_SESSION_TAGS));
         }

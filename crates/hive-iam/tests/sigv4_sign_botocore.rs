@@ -5,59 +5,14 @@
 //!
 //! Needs a Python with botocore: `$HIVE_PYTHON`, else `<workspace>/.venv/bin/python`.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use hive_iam::seal::SecretString;
 use hive_iam::sigv4::sign::{Signer, SigningParams, sign};
 use hive_iam::sigv4::{Payload, SignedRequest};
-use serde::Deserialize;
 use time::macros::datetime;
 
-#[derive(Debug, Deserialize)]
-struct Case {
-    name: String,
-    method: String,
-    path: String,
-    query: String,
-    headers: Vec<(String, String)>,
-    body_hex: String,
-    access_key_id: String,
-    secret: String,
-    token: Option<String>,
-    presigned: bool,
-    service: String,
-    region: String,
-}
+mod botocore;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("HIVE_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with botocore: set HIVE_PYTHON to a python that has botocore \
-         (e.g. `python3 -m venv .venv && .venv/bin/pip install botocore` at the workspace root)"
-    );
-    venv
-}
-
-fn botocore_cases() -> Vec<Case> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/sigv4_botocore.py");
-    let py = python();
-    let out = Command::new(&py)
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}; set HIVE_PYTHON", py.display()));
-    assert!(
-        out.status.success(),
-        "{} failed (is botocore installed? `pip install botocore`): {}",
-        py.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("script prints JSON")
-}
+use botocore::{Case, botocore_cases};
 
 /// The instant the script freezes botocore's clock at.
 const FROZEN: time::OffsetDateTime = datetime!(2024-05-01 12:00:00 UTC);

@@ -352,13 +352,8 @@ pub(crate) fn check_unique(tags: &[(String, String)]) -> Result<(), ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::query::Dialect;
 
-    fn params(s: &str) -> Params {
-        Params::parse(s.as_bytes())
-            .expect("valid")
-            .with_dialect(Dialect::Ec2)
-    }
+    use crate::ec2::test_params as params;
 
     #[test]
     fn tags_parse_and_check() {

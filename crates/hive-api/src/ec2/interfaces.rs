@@ -324,13 +324,8 @@ pub(crate) async fn modify_attribute(call: &Call<'_>) -> Result<String, ApiError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::query::Dialect;
 
-    fn params(s: &str) -> Params {
-        Params::parse(s.as_bytes())
-            .expect("valid")
-            .with_dialect(Dialect::Ec2)
-    }
+    use crate::ec2::test_params as params;
 
     #[test]
     fn address_requests() {

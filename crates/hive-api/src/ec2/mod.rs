@@ -237,3 +237,11 @@ impl AwsService for Ec2Service {
         }
     }
 }
+
+/// EC2-dialect parameters decoded from form text, for the unit tests of the action modules.
+#[cfg(test)]
+pub(crate) fn test_params(text: &str) -> Params {
+    Params::parse(text.as_bytes())
+        .expect("valid form text")
+        .with_dialect(crate::wire::query::Dialect::Ec2)
+}

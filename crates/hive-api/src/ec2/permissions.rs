@@ -357,13 +357,9 @@ pub(crate) fn write_revoked_rule(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::query::Dialect;
 
-    fn params(s: &str) -> Params {
-        Params::parse(s.as_bytes())
-            .expect("valid")
-            .with_dialect(Dialect::Ec2)
-    }
+    use crate::ec2::test_params as params;
+    use crate::wire::query::Dialect;
 
     #[test]
     fn one_rule_per_peer() {

@@ -29,7 +29,7 @@ use crate::wire::xml::{self, XmlWriter};
 use crate::wire::{Protocol, ServiceId};
 
 /// The actions served here.
-pub(super) const ACTIONS: &[&str] = &[
+pub const ACTIONS: &[&str] = &[
     "CreateUser",
     "GetUser",
     "ListUsers",

@@ -8,6 +8,11 @@
 mod identities;
 mod policies;
 
+/// The identity family's actions (users, groups, keys, tags, boundaries).
+pub use identities::ACTIONS as IDENTITY_ACTIONS;
+/// The policy family's actions (roles, policies, attachments, inline policies, simulation).
+pub use policies::ACTIONS as POLICY_ACTIONS;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -52,4 +57,19 @@ impl AwsService for IamService {
             policies::call(&self.app, ctx, params).await
         }
     }
+}
+
+/// `Tags.member.N.Key` / `.Value` (a missing value is empty), as CreateRole, CreatePolicy and
+/// STS AssumeRole take them.
+pub(crate) fn member_tags(params: &Params) -> Result<Vec<hive_iam::identity::Tag>, ApiError> {
+    params
+        .member_structs("Tags")?
+        .iter()
+        .map(|t| {
+            Ok(hive_iam::identity::Tag {
+                key: t.required("Key")?.to_owned(),
+                value: t.get("Value").unwrap_or_default().to_owned(),
+            })
+        })
+        .collect()
 }

@@ -37,7 +37,7 @@ use crate::wire::xml::{self, XmlWriter};
 use crate::wire::{Protocol, ServiceId};
 
 /// The actions served here.
-pub(super) const ACTIONS: &[&str] = &[
+pub const ACTIONS: &[&str] = &[
     "CreateRole",
     "GetRole",
     "ListRoles",
@@ -215,20 +215,6 @@ fn path_prefix(params: &Params) -> Result<Option<&str>, ApiError> {
             "Member must satisfy regular expression pattern: \\u002F[\\u0021-\\u007F]*",
         )),
     }
-}
-
-/// `Tags.member.N.Key` / `.Value`.
-fn tags(params: &Params) -> Result<Vec<Tag>, ApiError> {
-    params
-        .member_structs("Tags")?
-        .iter()
-        .map(|t| {
-            Ok(Tag {
-                key: t.required("Key")?.to_owned(),
-                value: t.get("Value").unwrap_or_default().to_owned(),
-            })
-        })
-        .collect()
 }
 
 fn description(params: &Params) -> Result<Option<&str>, ApiError> {
@@ -446,7 +432,7 @@ async fn create_role(app: &App, ctx: &RequestContext, params: &Params) -> Result
             crate::error::truncate(b, 256)
         )));
     }
-    let tags = tags(params)?;
+    let tags = super::member_tags(params)?;
     let role_arn = arn(account(ctx), EntityKind::Role, path, name);
     app.authorize_with(ctx, "iam:CreateRole", &role_arn, |req| {
         if let Some(b) = boundary {
@@ -584,7 +570,7 @@ async fn create_policy(
     validate_name(EntityKind::Policy, name)?;
     validate_path(path)?;
     let description = description(params)?;
-    let tags = tags(params)?;
+    let tags = super::member_tags(params)?;
     let policy_arn = arn(account(ctx), EntityKind::Policy, path, name);
     app.authorize(ctx, "iam:CreatePolicy", &policy_arn).await?;
     check_managed_document(document)?;
