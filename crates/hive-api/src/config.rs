@@ -2,7 +2,7 @@
 //!
 //! # Precedence (later wins)
 //! 1. built-in defaults,
-//! 2. `hive.toml` (`--config PATH`; sections `[server]`, `[storage]`, `[vpc]`, `[iam]`; an
+//! 2. `hive.toml` (`--config PATH`; sections `[server]`, `[storage]`, `[vpc]`, `[node]`, `[iam]`; an
 //!    unknown section or key is an error naming it),
 //! 3. `HIVE_*` environment variables (table below),
 //! 4. secret files named by `HIVE_SETUP_TOKEN_FILE` and `HIVE_ENCRYPTION_KEY_FILE` (mode 0600
@@ -35,6 +35,7 @@
 //! | `HIVE_STORAGE_CONNECT_TIMEOUT_MS` | `storage.connect_timeout_ms` |
 //! | `HIVE_STORAGE_OP_TIMEOUT_MS` | `storage.op_timeout_ms` |
 //! | `HIVE_VPC_ENABLED`, `HIVE_VPC_BRIDGE_NAME`, `HIVE_VPC_DEFAULT_CIDR`, `HIVE_VPC_DEFAULT_SUBNET_CIDR`, `HIVE_VPC_GATEWAY_IP`, `HIVE_VPC_NAT_ENABLED`, `HIVE_VPC_METADATA_ENABLED`, `HIVE_VPC_METADATA_IP`, `HIVE_VPC_DATAPATH_TYPE` | `[vpc]` keys |
+//! | `HIVE_NODE_NAME`, `HIVE_NODE_TUNNEL_IP`, `HIVE_NODE_TUNNEL_TYPE`, `HIVE_NODE_HEARTBEAT_MS`, `HIVE_NODE_TTL_MS` | `[node]` keys (`name`, `tunnel_ip`, `tunnel_type`, `heartbeat_ms`, `node_ttl_ms`) |
 //! | `HIVE_IAM_ENABLED`, `HIVE_IAM_KV_BUCKET_USERS`, `HIVE_IAM_KV_BUCKET_ROLES`, `HIVE_IAM_KV_BUCKET_POLICIES`, `HIVE_IAM_KV_BUCKET_ACCESS_KEYS`, `HIVE_IAM_KV_BUCKET_SESSIONS` | `[iam]` keys |
 //! | `HIVE_ENCRYPTION_KEY` | `iam.encryption_key` (secret: 64 hex characters) |
 //!
@@ -89,6 +90,11 @@ pub const ENV_VARS: &[&str] = &[
     "HIVE_VPC_METADATA_ENABLED",
     "HIVE_VPC_METADATA_IP",
     "HIVE_VPC_DATAPATH_TYPE",
+    "HIVE_NODE_NAME",
+    "HIVE_NODE_TUNNEL_IP",
+    "HIVE_NODE_TUNNEL_TYPE",
+    "HIVE_NODE_HEARTBEAT_MS",
+    "HIVE_NODE_TTL_MS",
     "HIVE_IAM_ENABLED",
     "HIVE_IAM_KV_BUCKET_USERS",
     "HIVE_IAM_KV_BUCKET_ROLES",
@@ -283,6 +289,10 @@ impl Default for StorageConfig {
 /// and `metadata_ip`), validated by [`hive_vpc::config::VpcConfig::validate`].
 pub use hive_vpc::config::VpcConfig;
 
+/// The `[node]` section: the node's name and tunnel address in a multi-node cluster
+/// ([`hive_vpc::config::NodeConfig`]).
+pub use hive_vpc::config::NodeConfig;
+
 /// The `[iam]` section of the setup guide.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -341,6 +351,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[vpc]`.
     pub vpc: VpcConfig,
+    /// `[node]`.
+    pub node: NodeConfig,
     /// `[iam]`.
     pub iam: IamConfig,
 }
@@ -430,6 +442,12 @@ impl Config {
         set!("HIVE_VPC_METADATA_ENABLED", v.metadata_enabled);
         set!("HIVE_VPC_METADATA_IP", v.metadata_ip);
         set!("HIVE_VPC_DATAPATH_TYPE", v.datapath_type);
+        let n = &mut self.node;
+        set!("HIVE_NODE_NAME", n.name);
+        set!("HIVE_NODE_TUNNEL_IP", n.tunnel_ip);
+        set!("HIVE_NODE_TUNNEL_TYPE", n.tunnel_type);
+        set!("HIVE_NODE_HEARTBEAT_MS", n.heartbeat_ms);
+        set!("HIVE_NODE_TTL_MS", n.node_ttl_ms);
         let i = &mut self.iam;
         set!("HIVE_IAM_ENABLED", i.enabled);
         set!("HIVE_IAM_KV_BUCKET_USERS", i.kv_bucket_users);
@@ -522,6 +540,10 @@ impl Config {
             key: "vpc",
             reason: e.to_string(),
         })?;
+        self.node.validate().map_err(|e| ConfigError::Invalid {
+            key: "node",
+            reason: e.to_string(),
+        })?;
         for (key, name) in [
             ("iam.kv_bucket_users", &self.iam.kv_bucket_users),
             ("iam.kv_bucket_roles", &self.iam.kv_bucket_roles),
@@ -593,6 +615,7 @@ from_env_via_fromstr!(
     usize,
     SocketAddr,
     Ipv4Addr,
+    std::net::IpAddr,
     Ipv4Network,
     LogFormat
 );

@@ -93,7 +93,7 @@ pub async fn prepare(config: Config) -> Result<Prepared, NodeError> {
     };
     let ec2 = Arc::new(crate::ec2::Ec2Service::new(app.clone()));
     // The switch sync runs for the life of the process ([vpc] enabled; OVS via OVS_RUNDIR).
-    let netsync = crate::netsync::start_for_node(&ec2, &config.vpc).await;
+    let netsync = crate::netsync::start_for_node(&ec2, store.as_ref(), &config).await;
     let readiness = Arc::new(KvReadiness::new(store));
     let mut server = Server::new(config.server.clone(), readiness)
         .authenticator(Arc::new(SigV4Authenticator::new(app.clone())))

@@ -9,19 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hive_api::netsync::{
-    NetSync, NetSyncOptions, SwitchFacts, compiled_program, read_switch_facts,
+    NetSync, NetSyncOptions, NodePlane, SwitchFacts, compiled_program, read_switch_facts,
 };
 use hive_kv::memory::MemoryStore;
 use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_kv::testing::NatsServer;
 use hive_ovs::{Frame, L4, OvsSwitch, Sandbox, SandboxMode, Switch, TraceResult};
 use hive_vpc::compile::{NodeState, ROUTER_MAC, compile};
-use hive_vpc::config::VpcConfig;
+use hive_vpc::config::{NodeConfig, VpcConfig};
 use hive_vpc::eni::CreateInterface;
 use hive_vpc::flow::FlowProgram;
 use hive_vpc::model::{
     Direction, NetworkInterface, Peer, PortRange, Protocol, SecurityGroup, Subnet, VpcId,
 };
+use hive_vpc::repo::nodes::{NodeRegistry, tunnel_port_name};
 use hive_vpc::repo::{RepoOptions, VpcRepo};
 use hive_vpc::security_group::RuleSpec;
 
@@ -701,4 +702,155 @@ async fn a_program_the_switch_refuses_leaves_the_bridge_closed_until_it_fits() {
         "{status:?}"
     );
     sync.stop().await;
+}
+
+/// A node of a two-node cluster on `store`: heartbeat 200 ms, gone after 1 s of silence.
+async fn cluster_node(store: &MemoryStore, name: &str, tunnel_ip: &str) -> NodePlane {
+    let config = NodeConfig {
+        name: name.into(),
+        tunnel_ip: Some(tunnel_ip.parse().expect("address")),
+        heartbeat_ms: 200,
+        node_ttl_ms: 1000,
+        ..NodeConfig::default()
+    };
+    let registry = NodeRegistry::open(store, &config, 1)
+        .await
+        .expect("open the node registry");
+    NodePlane {
+        name: name.into(),
+        config,
+        registry,
+    }
+}
+
+/// Wait until `switch` has exactly the tunnel ports `want` (name, remote address) with ofports.
+async fn tunnels_become(switch: &OvsSwitch, want: &[(String, &str)], why: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let got: Vec<(String, String)> = switch
+            .tunnels()
+            .expect("tunnel ports")
+            .into_iter()
+            .filter(|t| t.ofport.is_some())
+            .map(|t| (t.spec.name, t.spec.remote_ip.to_string()))
+            .collect();
+        let want: Vec<(String, String)> = want
+            .iter()
+            .map(|(n, ip)| (n.clone(), ip.to_string()))
+            .collect();
+        if got == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{why}: tunnels {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Two nodes on one store, each with its own switch: each bridge gets one tunnel port to the
+/// other node; an interface bound on the other node is reached through it with the VPC's VLAN as
+/// tunnel key, the sender's node checks egress and the receiver's node ingress; when a node stops
+/// heartbeating, the other drops its tunnel and its interfaces within the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_reach_each_others_interfaces_through_one_tunnel() {
+    let store = MemoryStore::new();
+    let repo = VpcRepo::open(&store, &RepoOptions::default())
+        .await
+        .expect("open the VPC repository");
+    let w = world(&repo).await;
+    let vlan = repo.get_vpc(ACCOUNT, &w.vpc).await.expect("vpc").vlan;
+    let (sa, sb) = (sandbox(), sandbox());
+    let (switch_a, switch_b) = (
+        sa.switch(BR).expect("switch"),
+        sb.switch(BR).expect("switch"),
+    );
+    let node_a = cluster_node(&store, "node-a", "192.0.2.1").await;
+    let node_b = cluster_node(&store, "node-b", "192.0.2.2").await;
+    let sync_a = NetSync::start(repo.clone(), options(&sa).with_node(node_a)).expect("start a");
+    let sync_b = NetSync::start(repo.clone(), options(&sb).with_node(node_b)).expect("start b");
+    online(&sync_a).await;
+    online(&sync_b).await;
+    let pa = sa
+        .add_port(BR, "pa", Some(w.a.id.as_str()), Some(10))
+        .expect("plug a on node a");
+    let pb = sb
+        .add_port(BR, "pb", Some(w.b.id.as_str()), Some(11))
+        .expect("plug b on node b");
+    let to_b = tunnel_port_name("node-b");
+    let to_a = tunnel_port_name("node-a");
+    tunnels_become(&switch_a, &[(to_b.clone(), "192.0.2.2")], "node a").await;
+    tunnels_become(&switch_b, &[(to_a.clone(), "192.0.2.1")], "node b").await;
+
+    // Node a reaches b through the tunnel once b's binding and the tunnel are in its program.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let ssh = loop {
+        let t = trace_tcp(&sa, (&w.a, pa), &w.b, 22);
+        if t.outputs == vec![to_b.clone()] || tokio::time::Instant::now() > deadline {
+            break t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ssh.outputs, vec![to_b.clone()], "{}", ssh.raw);
+    assert!(
+        ssh.raw.contains(&format!("set_field:{vlan:#x}->tun_id")),
+        "the VPC travels as the tunnel key: {}",
+        ssh.raw
+    );
+    // Egress is the sender node's business: a's group allows all egress, so telnet leaves a's
+    // node too; b's node refuses it at ingress (web admits SSH from app and HTTP only).
+    let telnet = trace_tcp(&sa, (&w.a, pa), &w.b, 23);
+    assert_eq!(telnet.outputs, vec![to_b.clone()], "{}", telnet.raw);
+    let tun_a = switch_b
+        .tunnels()
+        .expect("tunnels")
+        .into_iter()
+        .find(|t| t.spec.name == to_a)
+        .and_then(|t| t.ofport)
+        .expect("tunnel to a");
+    let arriving = |port: u16| {
+        format!(
+            "in_port={tun_a},tun_id={vlan:#x},dl_src={},dl_dst={},tcp,nw_src={},nw_dst={},nw_ttl=64,tcp_src=40000,tcp_dst={port}",
+            w.a.mac, w.b.mac, w.a.private_ip, w.b.private_ip
+        )
+    };
+    let ssh_in = sb.trace(BR, &arriving(22), &["trk,new"]).expect("trace");
+    assert_eq!(ssh_in.outputs, vec!["pb".to_string()], "{}", ssh_in.raw);
+    let telnet_in = sb.trace(BR, &arriving(23), &["trk,new"]).expect("trace");
+    assert!(telnet_in.is_drop(), "{}", telnet_in.raw);
+    // A spoofed source behind the tunnel is dropped.
+    let spoofed = arriving(22).replace(&w.a.private_ip.to_string(), "10.20.1.250");
+    assert!(
+        sb.trace(BR, &spoofed, &["trk,new"])
+            .expect("trace")
+            .is_drop()
+    );
+    // Each bridge holds exactly what its node compiles (remote interfaces included).
+    for (sync, switch) in [(&sync_a, &switch_a), (&sync_b, &switch_b)] {
+        let drift = switch.drift(&sync.program()).expect("diff-flows");
+        assert!(drift.is_clean(), "{drift}");
+    }
+
+    // Node b stops: node a drops its tunnel and b's interface within the TTL (1 s) + a beat.
+    sync_b.stop().await;
+    let stopped = std::time::Instant::now();
+    tunnels_become(&switch_a, &[], "node a after b stopped").await;
+    let gone = stopped.elapsed();
+    eprintln!("node b stopped; node a dropped its tunnel after {gone:?}");
+    assert!(gone < Duration::from_secs(3), "{gone:?}");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let t = trace_tcp(&sa, (&w.a, pa), &w.b, 22);
+        if t.is_drop() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", t.raw);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Node b's switch keeps enforcing its last program while its sync is down (fail secure).
+    let ssh_in = sb.trace(BR, &arriving(22), &["trk,new"]).expect("trace");
+    assert_eq!(ssh_in.outputs, vec!["pb".to_string()], "{}", ssh_in.raw);
+    let _ = pb;
+    sync_a.stop().await;
 }

@@ -121,7 +121,8 @@ impl TunnelKind {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// `vxlan` or `geneve` (as in `[node] tunnel_type` and the interface table).
+    pub fn parse(text: &str) -> Option<Self> {
         match text {
             "vxlan" => Some(TunnelKind::Vxlan),
             "geneve" => Some(TunnelKind::Geneve),

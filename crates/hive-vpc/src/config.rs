@@ -149,6 +149,121 @@ impl VpcConfig {
     }
 }
 
+/// The `[node]` section of `hive.toml`: who this node is in a multi-node cluster.
+///
+/// ```toml
+/// [node]
+/// name = ""              # empty: the host name
+/// tunnel_ip = "192.0.2.10"  # underlay address; unset: no tunnels (a single node)
+/// tunnel_type = "vxlan"  # or "geneve"
+/// heartbeat_ms = 1000
+/// node_ttl_ms = 5000     # a node silent this long is gone (the nodes bucket's TTL)
+/// ```
+///
+/// Every node of a cluster shares one JetStream; each announces itself every `heartbeat_ms`
+/// and reaches the interfaces bound on other live nodes through one tunnel port per node.
+/// `node_ttl_ms` is the nodes bucket's TTL, fixed when the first node creates the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster; empty means the host name.
+    pub name: String,
+    /// The node's underlay address, the remote end of other nodes' tunnels to it.
+    pub tunnel_ip: Option<std::net::IpAddr>,
+    /// Tunnel encapsulation: `vxlan` or `geneve`.
+    pub tunnel_type: String,
+    /// How often the node announces itself.
+    pub heartbeat_ms: u64,
+    /// How long after its last heartbeat a node counts as gone.
+    pub node_ttl_ms: u64,
+    /// The node registry bucket.
+    pub kv_bucket_nodes: String,
+    /// The port bindings bucket.
+    pub kv_bucket_bindings: String,
+}
+
+/// The tunnel types `[node] tunnel_type` accepts.
+pub const TUNNEL_TYPES: [&str; 2] = ["vxlan", "geneve"];
+
+/// Longest node name (a KV key and a log field; host names are at most 63 per label).
+const MAX_NODE_NAME: usize = 63;
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            tunnel_ip: None,
+            tunnel_type: "vxlan".to_owned(),
+            heartbeat_ms: 1000,
+            node_ttl_ms: 5000,
+            kv_bucket_nodes: crate::repo::nodes::DEFAULT_NODES_BUCKET.to_owned(),
+            kv_bucket_bindings: crate::repo::nodes::DEFAULT_BINDINGS_BUCKET.to_owned(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<(), VpcError> {
+        let bad = |field: &'static str, reason: String| VpcError::InvalidConfig { field, reason };
+        if !self.name.is_empty() && !valid_node_name(&self.name) {
+            return Err(bad(
+                "name",
+                format!(
+                    "{:?} must be 1 to {MAX_NODE_NAME} characters of [A-Za-z0-9._-]",
+                    self.name
+                ),
+            ));
+        }
+        if !TUNNEL_TYPES.contains(&self.tunnel_type.as_str()) {
+            return Err(bad(
+                "tunnel_type",
+                format!("{:?} must be vxlan or geneve", self.tunnel_type),
+            ));
+        }
+        if let Some(ip) = self.tunnel_ip
+            && (ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+        {
+            return Err(bad(
+                "tunnel_ip",
+                format!("{ip} cannot be reached by other nodes"),
+            ));
+        }
+        if self.heartbeat_ms < 100 {
+            return Err(bad("heartbeat_ms", "must be at least 100".into()));
+        }
+        if self.node_ttl_ms < 2 * self.heartbeat_ms {
+            return Err(bad(
+                "node_ttl_ms",
+                format!(
+                    "{} must be at least twice heartbeat_ms ({}), or a slow heartbeat would make the node flap",
+                    self.node_ttl_ms, self.heartbeat_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node's name: `[node] name`, or `hostname` when that is empty (and usable).
+    pub fn resolved_name(&self, hostname: &str) -> Option<String> {
+        let name = if self.name.is_empty() {
+            hostname.trim()
+        } else {
+            self.name.as_str()
+        };
+        valid_node_name(name).then(|| name.to_owned())
+    }
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

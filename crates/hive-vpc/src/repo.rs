@@ -120,6 +120,7 @@ use crate::security_group::{
 use crate::vlan::{DEFAULT_VPC_VLAN, VlanPool};
 use crate::vpc::{DefaultNetwork, NewVpc, check_subnet_deletable, default_network};
 
+pub mod nodes;
 mod switch;
 mod tags;
 
@@ -376,6 +377,9 @@ pub struct NodeBindings {
     pub gateway: Option<GatewayBinding>,
     /// Whether the metadata address is reachable (`[vpc] metadata_enabled`).
     pub metadata: bool,
+    /// Interfaces bound on other live nodes: interface id to the OpenFlow port of the tunnel
+    /// towards that node ([`nodes::NodeRegistry`] says which node has which interface).
+    pub remotes: BTreeMap<NetworkInterfaceId, u32>,
 }
 
 /// The gateway port as seen on the switch.

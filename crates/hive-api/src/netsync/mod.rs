@@ -36,9 +36,11 @@
 //! apply, repairs and errors; [`NetSyncStatus::render_prometheus`] gives them as Prometheus
 //! text, served by a node at [`METRICS_PATH`]. Nothing here handles secrets; logs name ids, counts and switch errors only.
 
+mod plane;
 mod source;
 
 pub use hive_vpc::repo::GatewayBinding;
+pub use plane::{NodePlane, converge_tunnels, remote_bindings, with_cluster};
 pub use source::SwitchFacts;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -53,7 +55,7 @@ use hive_vpc::compile::{CompileError, Compiler, compile};
 use hive_vpc::config::VpcConfig;
 use hive_vpc::error::VpcError;
 use hive_vpc::flow::FlowProgram;
-use hive_vpc::model::MacAddr;
+use hive_vpc::model::{MacAddr, NetworkInterfaceId};
 use hive_vpc::repo::VpcRepo;
 use hyper::{HeaderMap, Method, StatusCode};
 use tokio::sync::watch;
@@ -114,6 +116,9 @@ pub struct NetSyncOptions {
     pub retry_every: Duration,
     /// Whether the instance metadata address is reachable (`[vpc] metadata_enabled`).
     pub metadata: bool,
+    /// This node's place in a multi-node cluster; `None`: a single node (no heartbeat, no
+    /// bindings, no tunnels).
+    pub node: Option<NodePlane>,
 }
 
 impl NetSyncOptions {
@@ -133,7 +138,15 @@ impl NetSyncOptions {
             reconcile_every: Duration::from_secs(30),
             retry_every: Duration::from_secs(10),
             metadata: vpc.metadata_enabled,
+            node: None,
         }
+    }
+
+    /// The same options for a node of a cluster: it announces itself, publishes its port
+    /// bindings and keeps one tunnel port per live remote node.
+    pub fn with_node(mut self, plane: NodePlane) -> Self {
+        self.node = Some(plane);
+        self
     }
 
     /// The same options with another datapath type (`netdev` on a node without the kernel
@@ -278,6 +291,7 @@ impl NetSync {
     /// Fails only on a bridge or port name Open vSwitch would not accept.
     pub fn start(repo: VpcRepo, options: NetSyncOptions) -> Result<Self, NetSyncError> {
         let switch = OvsSwitch::new(options.ovs.clone())?;
+        let plane = options.node.clone().map(plane::PlaneState::new);
         let base = compile(&hive_vpc::compile::NodeState::default())?;
         let (notify, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -301,6 +315,7 @@ impl NetSync {
             online: false,
             warned_offline: false,
             compile_failures: 0,
+            plane,
         };
         let task = tokio::spawn(worker.run(stop_rx));
         Ok(Self {
@@ -432,11 +447,16 @@ pub fn parse_datapath(text: &str) -> Option<DatapathType> {
     .find(|d| d.as_str() == text.trim())
 }
 
-/// Start the switch sync of a node when `[vpc] enabled` (with the repository EC2 uses), or
-/// `None` when the network plane is disabled or its repository cannot be opened (logged; the
-/// server keeps serving IAM and STS). Open vSwitch is found through `OVS_RUNDIR` like the OVS
-/// tools; its absence is reported once by the sync itself.
-pub async fn start_for_node(ec2: &crate::ec2::Ec2Service, vpc: &VpcConfig) -> Option<NetSync> {
+/// Start the switch sync of a node when `[vpc] enabled` (with the repository EC2 uses, and
+/// the node registry on the same store), or `None` when the network plane is disabled or its
+/// repository cannot be opened (logged; the server keeps serving IAM and STS). Open vSwitch is
+/// found through `OVS_RUNDIR` like the OVS tools; its absence is reported once by the sync.
+pub async fn start_for_node(
+    ec2: &crate::ec2::Ec2Service,
+    store: &dyn hive_kv::KvStore,
+    config: &crate::config::Config,
+) -> Option<NetSync> {
+    let vpc = &config.vpc;
     if !vpc.enabled {
         tracing::info!("[vpc] enabled = false: the switch is not programmed");
         return None;
@@ -448,7 +468,21 @@ pub async fn start_for_node(ec2: &crate::ec2::Ec2Service, vpc: &VpcConfig) -> Op
             return None;
         }
     };
-    let options = NetSyncOptions::from_config(vpc);
+    let mut options = NetSyncOptions::from_config(vpc);
+    match node_plane(store, config).await {
+        Ok(plane) => {
+            tracing::info!(
+                node = %plane.name,
+                tunnel_ip = ?plane.config.tunnel_ip,
+                "joining the node registry"
+            );
+            options = options.with_node(plane);
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the node registry; switch sync not started");
+            return None;
+        }
+    }
     match NetSync::start(repo.as_ref().clone(), options) {
         Ok(sync) => Some(sync),
         Err(e) => {
@@ -456,6 +490,35 @@ pub async fn start_for_node(ec2: &crate::ec2::Ec2Service, vpc: &VpcConfig) -> Op
             None
         }
     }
+}
+
+/// This node's identity (`[node]`, the host name when `name` is empty) and the node registry
+/// on `store`, with `[storage] replicas`.
+pub async fn node_plane(
+    store: &dyn hive_kv::KvStore,
+    config: &crate::config::Config,
+) -> Result<NodePlane, NetSyncError> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name = config.node.resolved_name(&hostname).ok_or_else(|| {
+        NetSyncError::State(VpcError::InvalidConfig {
+            field: "name",
+            reason: format!(
+                "[node] name is empty and the host name {:?} is not a usable node name; set [node] name or HIVE_NODE_NAME",
+                hostname.trim()
+            ),
+        })
+    })?;
+    let registry = hive_vpc::repo::nodes::NodeRegistry::open(
+        store,
+        &config.node,
+        config.storage.replicas.max(1),
+    )
+    .await?;
+    Ok(NodePlane {
+        name,
+        config: config.node.clone(),
+        registry,
+    })
 }
 
 /// The program the store asks for on this node, given the bridge's bound ports and gateway,
@@ -491,7 +554,13 @@ fn parse_mac_in_use(text: &str) -> Option<MacAddr> {
 pub fn read_switch_facts(switch: &OvsSwitch) -> Result<SwitchFacts, OvsError> {
     let ports = switch.bound_ports()?;
     let gateway = read_gateway(switch)?;
-    Ok(SwitchFacts { ports, gateway })
+    let tunnels = switch.tunnels()?;
+    Ok(SwitchFacts {
+        ports,
+        gateway,
+        tunnels,
+        remotes: Default::default(),
+    })
 }
 
 fn read_gateway(switch: &OvsSwitch) -> Result<Option<GatewayBinding>, OvsError> {
@@ -526,6 +595,8 @@ struct Worker {
     online: bool,
     warned_offline: bool,
     compile_failures: u32,
+    /// The multi-node plane, when this node is part of a cluster.
+    plane: Option<plane::PlaneState>,
 }
 
 impl Worker {
@@ -544,6 +615,13 @@ impl Worker {
         let mut retry_tick = tokio::time::interval(self.options.retry_every);
         retry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         retry_tick.tick().await;
+        let heartbeat_every = self
+            .plane
+            .as_ref()
+            .map(|p| Duration::from_millis(p.plane.config.heartbeat_ms))
+            .unwrap_or(Duration::from_secs(3600));
+        let mut heartbeat_tick = tokio::time::interval(heartbeat_every);
+        heartbeat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if dirty {
                 dirty = false;
@@ -580,7 +658,13 @@ impl Worker {
                     }
                 } => dirty = true,
                 _ = ports_tick.tick(), if self.online => {
-                    dirty |= self.poll_ports().await;
+                    if self.poll_ports().await {
+                        dirty = true;
+                        self.publish_bindings(false).await;
+                    }
+                }
+                _ = heartbeat_tick.tick(), if self.plane.is_some() => {
+                    dirty |= self.heartbeat().await;
                 }
                 _ = retry_tick.tick() => {
                     if changes.is_none() {
@@ -592,6 +676,8 @@ impl Worker {
                     }
                 }
                 _ = reconcile_tick.tick() => {
+                    // Bindings deleted behind our back come back here.
+                    self.publish_bindings(true).await;
                     // A full rebuild from the store catches anything a broken watch missed.
                     if !self.rebuild().await {
                         retry_rebuild = Some(tokio::time::Instant::now() + self.backoff(failures));
@@ -605,6 +691,79 @@ impl Worker {
         }
     }
 
+    /// Announce this node, learn who else is alive, and give the bridge one tunnel port per
+    /// live remote node; true when the program must be rebuilt.
+    async fn heartbeat(&mut self) -> bool {
+        let Some(plane) = self.plane.as_mut() else {
+            return false;
+        };
+        let membership_changed = plane.heartbeat().await;
+        if !self.online {
+            return membership_changed;
+        }
+        let specs = plane::tunnel_specs(
+            plane.tunnel_kind(),
+            &plane::remote_nodes(&plane.plane.name, &plane.live),
+        );
+        // Only touch the switch when something is missing: a heartbeat is frequent.
+        let ready = specs.len()
+            == self
+                .facts
+                .tunnels
+                .iter()
+                .filter(|t| t.spec.name.starts_with("hvt-"))
+                .count()
+            && specs.iter().all(|spec| {
+                self.facts
+                    .tunnels
+                    .iter()
+                    .any(|t| &t.spec == spec && t.ofport.is_some())
+            });
+        if ready && !membership_changed {
+            return false;
+        }
+        match blocking(&self.switch, move |s| plane::converge_tunnels(s, &specs)).await {
+            Ok(tunnels) => {
+                let changed = tunnels != self.facts.tunnels;
+                if changed {
+                    tracing::info!(
+                        tunnels = ?tunnels.iter().map(|t| (&t.spec.name, t.spec.remote_ip, t.ofport)).collect::<Vec<_>>(),
+                        "tunnel ports converged"
+                    );
+                }
+                self.facts.tunnels = tunnels;
+                changed || membership_changed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set up the tunnel ports; will retry");
+                self.shared.error(&e);
+                membership_changed
+            }
+        }
+    }
+
+    /// Publish the interfaces plugged into this bridge as bound to this node (when they
+    /// changed, or always with `force`). Only while the switch is online: an unreachable
+    /// switch says nothing about what is plugged in.
+    async fn publish_bindings(&mut self, force: bool) {
+        if !self.online {
+            return;
+        }
+        let Some(plane) = self.plane.as_mut() else {
+            return;
+        };
+        let local = self
+            .facts
+            .ports
+            .iter()
+            .filter_map(|p| NetworkInterfaceId::parse(&p.iface_id).ok())
+            .collect();
+        if let Err(e) = plane.publish(local, force).await {
+            tracing::warn!(error = %e, "cannot publish the port bindings; will retry");
+            self.shared.error(&e.into());
+        }
+    }
+
     /// Delay before retrying after `failures` consecutive failed rebuilds: 250 ms, doubling,
     /// at most [`NetSyncOptions::retry_every`].
     fn backoff(&self, failures: u32) -> Duration {
@@ -614,7 +773,8 @@ impl Worker {
     }
 
     async fn subscribe(&self) -> Option<BoxStream<'static, ()>> {
-        match source::changes(&self.repo).await {
+        let registry = self.plane.as_ref().map(|p| &p.plane.registry);
+        match source::changes(&self.repo, registry).await {
             Ok(stream) => Some(stream),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot watch the store; relying on periodic rebuilds");
@@ -657,6 +817,8 @@ impl Worker {
                     s.switch_online = true;
                     s.bound_ports = n;
                 });
+                self.publish_bindings(true).await;
+                self.heartbeat().await;
                 true
             }
             Err(e) => {
@@ -717,6 +879,23 @@ impl Worker {
 
     /// Rebuild the program from the store and apply it; false when it should be retried.
     async fn rebuild(&mut self) -> bool {
+        if let Some(plane) = &self.plane {
+            match plane.plane.registry.bindings().await {
+                Ok(bindings) => {
+                    self.facts.remotes = plane::remote_bindings(
+                        &plane.plane.name,
+                        &plane.live,
+                        &self.facts.tunnels,
+                        &bindings,
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the port bindings; will retry");
+                    self.shared.error(&NetSyncError::from(e));
+                    return false;
+                }
+            }
+        }
         let state = match source::node_state(&self.repo, &self.facts, self.options.metadata).await {
             Ok(state) => state,
             Err(e) => {
@@ -852,7 +1031,9 @@ impl Worker {
     async fn reconcile(&mut self) {
         // The gateway port may have been recreated (new ofport or MAC): read it again too.
         match blocking(&self.switch, read_switch_facts).await {
-            Ok(facts) => {
+            Ok(mut facts) => {
+                // Remote interfaces come from the store, not the bridge.
+                facts.remotes = std::mem::take(&mut self.facts.remotes);
                 if facts != self.facts {
                     self.facts = facts;
                     self.rebuild().await;

@@ -6,9 +6,10 @@ use std::collections::btree_map::Entry;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use hive_ovs::BoundPort;
+use hive_ovs::{BoundPort, TunnelPort};
 use hive_vpc::compile::NodeState;
 use hive_vpc::model::NetworkInterfaceId;
+use hive_vpc::repo::nodes::NodeRegistry;
 use hive_vpc::repo::{GatewayBinding, NodeBindings, VpcRepo};
 
 use super::NetSyncError;
@@ -20,6 +21,11 @@ pub struct SwitchFacts {
     pub ports: Vec<BoundPort>,
     /// The gateway port `hive-int0`, when the bridge has it.
     pub gateway: Option<GatewayBinding>,
+    /// Tunnel ports on the bridge.
+    pub tunnels: Vec<TunnelPort>,
+    /// Interfaces bound on other live nodes, by the OpenFlow port of the tunnel towards their
+    /// node (empty on a single node; filled by [`super::plane::with_cluster`] and the sync).
+    pub remotes: BTreeMap<NetworkInterfaceId, u32>,
 }
 
 impl SwitchFacts {
@@ -46,6 +52,7 @@ impl SwitchFacts {
             ports,
             gateway: self.gateway,
             metadata,
+            remotes: self.remotes.clone(),
         }
     }
 }
@@ -62,9 +69,19 @@ pub(super) async fn node_state(
 }
 
 /// A stream that yields whenever the stored network state may have changed (also for other
-/// processes' writes on the same store); it ends when the watch breaks.
-pub(super) async fn changes(repo: &VpcRepo) -> Result<BoxStream<'static, ()>, NetSyncError> {
-    let stream = repo.watch().await?;
+/// processes' writes on the same store), including port bindings when `registry` is given;
+/// it ends when a watch breaks.
+pub(super) async fn changes(
+    repo: &VpcRepo,
+    registry: Option<&NodeRegistry>,
+) -> Result<BoxStream<'static, ()>, NetSyncError> {
+    let records = repo.watch().await?.map(|item| item.map(|_| ())).boxed();
+    let stream = match registry {
+        Some(registry) => {
+            futures::stream::select(records, registry.watch_bindings().await?).boxed()
+        }
+        None => records,
+    };
     Ok(stream
         .take_while(|item| {
             if let Err(e) = item {
@@ -97,6 +114,7 @@ mod tests {
                 ofport: 1,
                 mac: None,
             }),
+            ..SwitchFacts::default()
         };
         let b = facts.bindings(true);
         assert_eq!(b.ports.len(), 2);

@@ -433,6 +433,19 @@ fn live_switch(ctx: &Context) -> Result<OvsSwitch, CliError> {
     Ok(switch)
 }
 
+/// `facts` plus the interfaces bound on live remote nodes behind the bridge's tunnel ports
+/// (read from the node registry; nothing to read on a bridge without tunnels).
+pub async fn with_remotes(ctx: &Context, facts: SwitchFacts) -> Result<SwitchFacts, CliError> {
+    if facts.tunnels.is_empty() {
+        return Ok(facts);
+    }
+    let store = ctx.store().await?;
+    let plane = hive_api::netsync::node_plane(store.as_ref(), &ctx.config)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    Ok(hive_api::netsync::with_cluster(facts, &plane).await?)
+}
+
 /// The node's program: bound ports and gateway from the live bridge when Open vSwitch is
 /// reachable, none otherwise (the base program and the rules, without local ports).
 async fn program(
@@ -441,7 +454,7 @@ async fn program(
 ) -> Result<(FlowProgram, Option<OvsSwitch>), CliError> {
     let switch = live_switch(ctx).ok();
     let facts = match &switch {
-        Some(s) => read_switch_facts(s)?,
+        Some(s) => with_remotes(ctx, read_switch_facts(s)?).await?,
         None => SwitchFacts::default(),
     };
     let program = compiled_program(repo, &facts, &ctx.config.vpc)

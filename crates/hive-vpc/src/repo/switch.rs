@@ -2,6 +2,7 @@
 //! stream of changes that tells it to rebuild.
 
 use super::*;
+use crate::compile::RemoteInterface;
 use crate::model::Protocol;
 
 impl VpcRepo {
@@ -97,7 +98,8 @@ impl VpcRepo {
         }
 
         let mut ports = Vec::new();
-        if !bindings.ports.is_empty() {
+        let mut remotes = Vec::new();
+        if !bindings.ports.is_empty() || !bindings.remotes.is_empty() {
             let mut used_ofports: HashSet<u32> = gateway.iter().map(|g| g.ofport).collect();
             let mut used_addrs: HashSet<(VpcId, Ipv4Addr)> = subnet_specs
                 .iter()
@@ -148,6 +150,45 @@ impl VpcRepo {
                     groups,
                 });
             }
+            // A port plugged here wins over a stale binding elsewhere; a remote interface
+            // must be as consistent as a local one, or it is left out (its packets drop).
+            for (eni, &tunnel_ofport) in &bindings.remotes {
+                if bindings.ports.contains_key(eni) {
+                    continue;
+                }
+                let Some(key) = keys_by_eni.get(eni.as_str()) else {
+                    continue;
+                };
+                let Some(interface) = self.interfaces.get(key).await?.map(|v| v.value) else {
+                    continue;
+                };
+                let in_subnet = subnet_specs.iter().any(|s| {
+                    s.id == interface.subnet_id
+                        && s.vpc == interface.vpc_id
+                        && s.cidr.contains(interface.private_ip)
+                });
+                if !in_subnet
+                    || !usable_ofport(tunnel_ofport)
+                    || used_ofports.contains(&tunnel_ofport)
+                    || !used_addrs.insert((interface.vpc_id.clone(), interface.private_ip))
+                {
+                    continue;
+                }
+                let groups = interface
+                    .groups
+                    .iter()
+                    .filter(|g| group_vpc.get(g) == Some(&&interface.vpc_id))
+                    .cloned()
+                    .collect();
+                remotes.push(RemoteInterface {
+                    eni: interface.id,
+                    mac: interface.mac,
+                    ip: interface.private_ip,
+                    vpc: interface.vpc_id,
+                    groups,
+                    tunnel_ofport,
+                });
+            }
         }
 
         let state = NodeState {
@@ -155,7 +196,7 @@ impl VpcRepo {
             subnets: subnet_specs,
             security_groups,
             ports,
-            remotes: Vec::new(),
+            remotes,
             gateway,
             metadata: bindings.metadata,
         };
