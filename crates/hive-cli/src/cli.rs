@@ -401,6 +401,9 @@ pub enum VpcCommand {
     Flows(FlowsArgs),
     /// Decide a described packet: allow or drop, and the rule that decided.
     Trace(TraceArgs),
+    /// The live nodes of the cluster (node registry), their tunnel addresses and how many
+    /// interfaces are bound on each.
+    Nodes,
 }
 
 /// `--vpc-id` of the VPC list commands.

@@ -107,6 +107,7 @@ pub async fn run(ctx: &Context, command: &VpcCommand) -> Result<(), CliError> {
         VpcCommand::Interface(c) => interface(ctx, &repo, acct, c).await?,
         VpcCommand::Flows(a) => flows(ctx, &repo, a).await?,
         VpcCommand::Trace(a) => trace(ctx, &repo, acct, a).await?,
+        VpcCommand::Nodes => nodes(ctx, store.as_ref()).await?,
     }
     Ok(())
 }
@@ -431,6 +432,48 @@ fn live_switch(ctx: &Context) -> Result<OvsSwitch, CliError> {
     let switch = OvsSwitch::new(NetSyncOptions::from_config(&ctx.config.vpc).ovs)?;
     switch.check()?;
     Ok(switch)
+}
+
+/// `vpc nodes`: the node registry and the bindings per node.
+async fn nodes(ctx: &Context, store: &dyn KvStore) -> Result<(), CliError> {
+    let plane = hive_api::netsync::node_plane(store, &ctx.config)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let live = plane.registry.live_nodes().await?;
+    let bindings = plane.registry.bindings().await?;
+    let now = time::OffsetDateTime::now_utc();
+    let mut t = Table::new([
+        "NODE",
+        "TUNNEL IP",
+        "TYPE",
+        "BOUND ENIS",
+        "HEARTBEAT AGE",
+        "UP SINCE",
+    ]);
+    let mut out = Vec::new();
+    for n in live.values() {
+        let bound = bindings.values().filter(|b| b.node == n.name).count();
+        let age_ms = (now - n.heartbeat_at).whole_milliseconds().max(0);
+        let tunnel = n
+            .tunnel_ip
+            .map(|ip| ip.to_string())
+            .unwrap_or_else(|| "-".into());
+        let since = n
+            .started_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        t.row([
+            n.name.clone(),
+            tunnel.clone(),
+            n.tunnel_type.clone(),
+            bound.to_string(),
+            format!("{age_ms} ms"),
+            since.clone(),
+        ]);
+        out.push(json!({"node": n.name, "tunnel_ip": n.tunnel_ip, "tunnel_type": n.tunnel_type, "bound_enis": bound, "heartbeat_age_ms": age_ms as u64, "started_at": since, "tunnel_port": hive_vpc::repo::nodes::tunnel_port_name(&n.name)}));
+    }
+    ctx.printer.emit(&t, &out);
+    Ok(())
 }
 
 /// `facts` plus the interfaces bound on live remote nodes behind the bridge's tunnel ports
