@@ -58,6 +58,10 @@ pub enum Command {
     Ovs(OvsCommand),
     /// Check everything the setup guide's verification sections check.
     Doctor(DoctorArgs),
+    /// A whole Hive cluster in one box (root): NATS, nodes with Open vSwitch, VMs as
+    /// namespaces, real packets.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Print a shell completion script (e.g. `hive-cli completions bash > /etc/bash_completion.d/hive-cli`).
     Completions {
         /// The shell.
@@ -569,4 +573,144 @@ pub struct DoctorArgs {
     /// Skip the Open vSwitch checks (nodes without VPC networking).
     #[arg(long)]
     pub skip_ovs: bool,
+}
+
+/// Which lab: its name and, when not the default, its directory.
+#[derive(Debug, Clone, Args)]
+pub struct LabTarget {
+    /// The lab's name (1 to 4 of [a-z0-9]); every namespace and veth it makes starts with
+    /// `hl<NAME>`.
+    #[arg(long, default_value = "dev")]
+    pub name: String,
+    /// The lab's directory (default: where `up` put it, else `/var/lib/hive/lab/NAME`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `lab ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Build the lab: a 3-node NATS JetStream cluster on loopback, N node namespaces each with
+    /// its own Open vSwitch (netdev) and `hive-api`, an underlay and an outside network.
+    Up(LabUpArgs),
+    /// Remove everything the lab made: processes, namespaces, its directory (idempotent).
+    Down(LabTarget),
+    /// Nodes (hive-api, /health, flow count), NATS servers and VMs.
+    Status(LabTarget),
+    /// VMs: namespaces plugged into a node's switch as an ENI.
+    #[command(subcommand)]
+    Vm(LabVmCommand),
+    /// Stop and start a node's processes (fault tests).
+    #[command(subcommand)]
+    Node(LabNodeCommand),
+    /// Kill and start NATS servers (fault tests).
+    #[command(subcommand)]
+    Nats(LabNatsCommand),
+}
+
+/// `lab up`.
+#[derive(Debug, Args)]
+pub struct LabUpArgs {
+    /// Which lab.
+    #[command(flatten)]
+    pub target: LabTarget,
+    /// Number of nodes (1 to 16).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// No masquerade of 10.0.0.0/8 out of the nodes' uplinks (`[vpc] nat_enabled = false`).
+    #[arg(long)]
+    pub no_nat: bool,
+    /// Enable the instance metadata address (`[vpc] metadata_enabled`).
+    #[arg(long)]
+    pub metadata: bool,
+    /// The hive-api binary (default: next to hive-cli).
+    #[arg(long, value_name = "PATH")]
+    pub hive_api: Option<PathBuf>,
+}
+
+/// `lab vm ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabVmCommand {
+    /// Plug a VM namespace for an ENI into node N (MAC, address, default route from the
+    /// store); prints the VM's namespace.
+    Create {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The interface id.
+        #[arg(long)]
+        eni: String,
+        /// The node (1..N).
+        #[arg(long, default_value_t = 1)]
+        node: usize,
+    },
+    /// Run a command inside the VM of an ENI; its exit code is ours.
+    Exec {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The interface id.
+        eni: String,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Unplug and delete the VM of an ENI.
+    Delete {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The interface id.
+        eni: String,
+    },
+}
+
+/// `lab node ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabNodeCommand {
+    /// The node is down: kill its hive-api and its Open vSwitch daemons.
+    Stop {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The node (1..N).
+        node: usize,
+    },
+    /// Kill only the node's hive-api (its switch keeps its last program).
+    KillApi {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The node (1..N).
+        node: usize,
+    },
+    /// Start whatever of the node is not running (Open vSwitch, then hive-api, same env).
+    Start {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The node (1..N).
+        node: usize,
+    },
+}
+
+/// `lab nats ...`.
+#[derive(Debug, Subcommand)]
+pub enum LabNatsCommand {
+    /// Kill NATS server K (1 to 3), as a crash would.
+    Kill {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The server (1 to 3).
+        server: usize,
+    },
+    /// Start NATS server K again on its ports and store.
+    Start {
+        /// Which lab.
+        #[command(flatten)]
+        target: LabTarget,
+        /// The server (1 to 3).
+        server: usize,
+    },
 }

@@ -45,6 +45,13 @@ pub enum CliError {
     /// The command ran and found problems it already reported (doctor, lint).
     #[error("{0}")]
     Failed(String),
+    /// The lab failed.
+    #[error(transparent)]
+    Lab(#[from] crate::commands::lab::LabError),
+    /// A command run for the operator (`lab vm exec`) ended with this exit code; nothing
+    /// more to say.
+    #[error("the command exited with {0}")]
+    Exit(u8),
 }
 
 impl CliError {
@@ -60,6 +67,7 @@ impl CliError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Usage { hint, .. } => hint.clone(),
+            Self::Lab(e) => e.hint(),
             Self::Storage(_) => Some(
                 "check --data-dir is writable, or that the NATS server in --nats-url runs with JetStream (-js)".into(),
             ),
@@ -83,6 +91,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage { .. } | Self::Config(_) => 2,
+            Self::Exit(code) => *code,
             _ => 1,
         }
     }

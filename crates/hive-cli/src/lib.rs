@@ -13,6 +13,8 @@
 //!   (the program the switch sync would install; `--diff` against the bridge), `trace` (the
 //!   reference model, and `ofproto/trace` with `--ovs`).
 //! - `ovs setup` / `ovs reconcile`, `doctor`, `completions`.
+//! - `lab`: a whole cluster in one box as root (NATS, node namespaces with Open vSwitch and
+//!   `hive-api`, VMs as namespaces; see `commands::lab`).
 //!
 //! Output is a table for people and JSON with `--output json`; colour only on a terminal;
 //! exit code 0 on success, 1 when a command fails or finds problems, 2 on usage errors.
@@ -36,6 +38,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         clap_complete::generate(*shell, &mut command, "hive-cli", &mut std::io::stdout());
         return Ok(());
     }
+    // The lab builds its own cluster: no node configuration or store of the caller's applies.
+    if let Command::Lab(c) = &cli.command {
+        return commands::lab::run(&output::Printer::new(cli.global.output), c).await;
+    }
     let ctx = Context::load(&cli.global)?;
     match &cli.command {
         Command::Init(args) => commands::init::run(&ctx, args).await,
@@ -43,6 +49,6 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Vpc(c) => commands::vpc::run(&ctx, c).await,
         Command::Ovs(c) => commands::ovs::run(&ctx, c).await,
         Command::Doctor(args) => commands::doctor::run(&ctx, args).await,
-        Command::Completions { .. } => Ok(()),
+        Command::Completions { .. } | Command::Lab(_) => Ok(()),
     }
 }

@@ -3,5 +3,6 @@
 pub mod doctor;
 pub mod iam;
 pub mod init;
+pub mod lab;
 pub mod ovs;
 pub mod vpc;
