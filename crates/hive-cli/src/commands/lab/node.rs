@@ -23,6 +23,9 @@ const API_START: Duration = Duration::from_secs(30);
 const API_ATTEMPTS: u32 = 3;
 /// The bridge that carries the node's tunnel traffic.
 pub const PHYS_BRIDGE: &str = "br-phy";
+/// MTU of the underlay (veths and `br-phy`): room for a 1500-byte VM frame plus the 50 bytes
+/// of VXLAN (or Geneve) encapsulation, as a real underlay with jumbo frames.
+pub const UNDERLAY_MTU: u32 = 9000;
 
 /// The NATS servers' names in the cluster.
 fn nats_name(state: &LabState, k: usize) -> String {
@@ -253,6 +256,11 @@ pub fn wire_switch(names: &Names, node: &LabNode) -> Result<(), LabError> {
             "add-port",
             PHYS_BRIDGE,
             &underlay,
+            "--",
+            "set",
+            "interface",
+            PHYS_BRIDGE,
+            &format!("mtu_request={UNDERLAY_MTU}"),
         ],
     )?;
     let vpc = VpcConfig::default();

@@ -257,8 +257,11 @@ fn node_network(
     let ns = node.namespace.as_str();
     add_namespace(state, ns)?;
     let (u_node, u_bridge) = (names.underlay_node_end(i), names.underlay_bridge_end(i));
+    // Jumbo frames on the underlay: VXLAN adds 50 bytes, and the VMs keep the usual 1500.
+    let mtu = node::UNDERLAY_MTU.to_string();
     sys::ip(&[
-        "link", "add", &u_node, "netns", ns, "type", "veth", "peer", "name", &u_bridge, "netns", ul,
+        "link", "add", &u_node, "mtu", &mtu, "netns", ns, "type", "veth", "peer", "name",
+        &u_bridge, "mtu", &mtu, "netns", ul,
     ])?;
     sys::ip(&["-n", ul, "link", "set", &u_bridge, "master", "br0", "up"])?;
     sys::ip(&["-n", ns, "link", "set", &u_node, "up"])?;
