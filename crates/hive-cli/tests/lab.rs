@@ -483,3 +483,459 @@ fn one_node_lab_enforces_a_security_group_with_real_packets_and_goes_away() {
     lab.cli(&["lab", "down"]).ok();
     eprintln!("whole test took {:?}", started.elapsed());
 }
+
+/// A TCP listener on `argv[2]:argv[3]` that writes `argv[1]` when listening and answers every
+/// connection with the address it came from (so the outside can say whom it saw).
+const PEER_LISTENER: &str = r#"
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[2], int(sys.argv[3])))
+s.listen()
+open(sys.argv[1], "w").close()
+while True:
+    c, peer = s.accept()
+    c.sendall(("seen " + peer[0] + "\n").encode())
+    c.close()
+"#;
+
+/// Connect to `argv[1]:argv[2]` and print what the far side says; exit 3 when no connection.
+const PEER_CONNECT: &str = r#"
+import socket, sys
+try:
+    c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1.5)
+    print(c.recv(64).decode().strip())
+except OSError as e:
+    print("no connection:", e)
+    sys.exit(3)
+"#;
+
+impl Lab {
+    /// `lab up --nodes N` plus `extra` flags; the summary and the aws CLI on node 1.
+    fn up(&self, nodes: usize, extra: &[&str]) -> (Value, Aws) {
+        let api = hive_api();
+        let n = nodes.to_string();
+        let mut args = vec!["lab", "up", "--nodes", &n, "-o", "json"];
+        args.extend(extra);
+        args.extend(["--hive-api", api.to_str().expect("utf-8 path")]);
+        let up = self.cli(&args).ok().json();
+        let aws = self.aws(&up, 1);
+        (up, aws)
+    }
+
+    /// The aws CLI on node `i`'s endpoint.
+    fn aws(&self, up: &Value, i: usize) -> Aws {
+        Aws {
+            endpoint: up["endpoints"][i - 1]
+                .as_str()
+                .expect("endpoint")
+                .to_owned(),
+            credentials: PathBuf::from(text(up, &["credentials_file"])),
+            home: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    /// Plug ENI `eni` into node `node`; returns the VM's namespace.
+    fn vm(&self, eni: &str, node: usize) -> String {
+        let n = node.to_string();
+        let vm = self
+            .cli(&[
+                "lab", "vm", "create", "--eni", eni, "--node", &n, "-o", "json",
+            ])
+            .ok()
+            .json();
+        text(&vm, &["namespace"])
+    }
+
+    /// A [`PEER_LISTENER`] on `addr:port` inside namespace `ns`, running until the namespace
+    /// goes (or the child is killed); returns once it listens.
+    fn listen(&self, ns: &str, addr: &str, port: u16) -> std::process::Child {
+        let ready = self._parent.path().join(format!("listening-{ns}-{port}"));
+        let child = Command::new(find("ip").expect("ip"))
+            .args(["netns", "exec", ns, "python3", "-c", PEER_LISTENER])
+            .arg(&ready)
+            .args([addr, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the listener");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the listener in {ns} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// A new TCP connection from ENI `from`'s VM: `Some(what the far side said)` or `None`.
+    fn connect(&self, from: &str, addr: &str, port: u16) -> Option<String> {
+        let p = port.to_string();
+        let r = self.cli(&[
+            "lab",
+            "vm",
+            "exec",
+            from,
+            "--",
+            "python3",
+            "-c",
+            PEER_CONNECT,
+            addr,
+            &p,
+        ]);
+        match r.code {
+            0 => Some(r.stdout.trim().to_owned()),
+            3 => None,
+            _ => panic!("connect failed to run: {}{}", r.stdout, r.stderr),
+        }
+    }
+
+    /// `hive-cli` as an operator on node `i` runs it: that node's switch (`OVS_RUNDIR`), the
+    /// lab's NATS, the node's name (for its tunnels' remote interfaces).
+    fn node_cli(&self, up: &Value, i: usize, args: &[&str]) -> Run {
+        let node = &up["nodes"][i - 1];
+        let mut cmd = Command::new(hive_cli());
+        cmd.args(["--nats-url", &up["nats_urls"].as_str().expect("urls")])
+            .args(args)
+            .env("OVS_RUNDIR", text(node, &["ovs_rundir"]))
+            .env("HIVE_NODE_NAME", format!("node{i}"))
+            .env("HIVE_NODE_TUNNEL_IP", text(node, &["tunnel_ip"]))
+            .env("HIVE_REPLICAS", "3")
+            .env(
+                "HIVE_VPC_METADATA_ENABLED",
+                up["metadata"].as_bool().unwrap_or(false).to_string(),
+            );
+        run(&mut cmd)
+    }
+
+    /// Tunnel ports (`hvt-*`) on node `i`'s bridge.
+    fn tunnels(&self, up: &Value, i: usize) -> Vec<String> {
+        let node = &up["nodes"][i - 1];
+        let out = Command::new(find("ovs-vsctl").expect("ovs-vsctl"))
+            .args(["list-ports", "hive-vpc0"])
+            .env("OVS_RUNDIR", text(node, &["ovs_rundir"]))
+            .output()
+            .expect("ovs-vsctl list-ports");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|p| p.starts_with("hvt-"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Wait until `check` holds (polling every 100 ms) or panic with `why` after `limit`;
+    /// returns how long it took.
+    fn wait(&self, limit: Duration, why: &str, mut check: impl FnMut() -> bool) -> Duration {
+        let started = Instant::now();
+        while !check() {
+            assert!(started.elapsed() < limit, "{why}: not within {limit:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        started.elapsed()
+    }
+}
+
+/// A VPC `cidr` with one /24 subnet, a group `sg` (no ingress yet) and `n` interfaces in it;
+/// returns (group id, [(eni id, private address)]).
+fn network(aws: &Aws, cidr_prefix: &str, n: usize) -> (String, Vec<(String, String)>) {
+    let vpc = text(
+        &aws.call(&[
+            "ec2",
+            "create-vpc",
+            "--cidr-block",
+            &format!("{cidr_prefix}.0.0/16"),
+        ]),
+        &["Vpc", "VpcId"],
+    );
+    let subnet = text(
+        &aws.call(&[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            &format!("{cidr_prefix}.1.0/24"),
+        ]),
+        &["Subnet", "SubnetId"],
+    );
+    let sg = text(
+        &aws.call(&[
+            "ec2",
+            "create-security-group",
+            "--vpc-id",
+            &vpc,
+            "--group-name",
+            "sg",
+            "--description",
+            "lab faults",
+        ]),
+        &["GroupId"],
+    );
+    let enis = (0..n)
+        .map(|_| {
+            let v = aws.call(&[
+                "ec2",
+                "create-network-interface",
+                "--subnet-id",
+                &subnet,
+                "--groups",
+                &sg,
+            ]);
+            (
+                text(&v, &["NetworkInterface", "NetworkInterfaceId"]),
+                text(&v, &["NetworkInterface", "PrivateIpAddress"]),
+            )
+        })
+        .collect();
+    (sg, enis)
+}
+
+fn allow_tcp(aws: &Aws, sg: &str, port: u16) {
+    aws.call(&[
+        "ec2",
+        "authorize-security-group-ingress",
+        "--group-id",
+        sg,
+        "--protocol",
+        "tcp",
+        "--port",
+        &port.to_string(),
+        "--source-group",
+        sg,
+    ]);
+}
+
+/// Guide section 1.5: a VM in the default subnet reaches the outside namespace through
+/// `hive-int0`, masqueraded as the node's uplink address; with `nat_enabled = false` it does
+/// not reach it at all.
+fn outside_through_the_gateway(name: &'static str, nat: bool) {
+    require_machine();
+    let lab = Lab::new(name);
+    let (up, aws) = lab.up(1, if nat { &[] } else { &["--no-nat"] });
+    let subnets = aws.call(&[
+        "ec2",
+        "describe-subnets",
+        "--filters",
+        "Name=default-for-az,Values=true",
+    ]);
+    let subnet = text(&subnets["Subnets"][0], &["SubnetId"]);
+    assert_eq!(text(&subnets["Subnets"][0], &["CidrBlock"]), "10.0.1.0/24");
+    // The default group allows all egress, as on AWS.
+    let eni = aws.call(&["ec2", "create-network-interface", "--subnet-id", &subnet]);
+    let eni = text(&eni, &["NetworkInterface", "NetworkInterfaceId"]);
+    lab.vm(&eni, 1);
+    let outside = format!("hl{name}out");
+    let _listener = lab.listen(&outside, "203.0.113.1", 80);
+    let got = lab.connect(&eni, "203.0.113.1", 80);
+    if nat {
+        let uplink = text(&up["nodes"][0], &["uplink_ip"]);
+        assert_eq!(
+            got.as_deref(),
+            Some(format!("seen {uplink}").as_str()),
+            "the outside sees the node's uplink address"
+        );
+    } else {
+        assert_eq!(got, None, "without NAT nothing reaches the outside");
+    }
+    lab.cli(&["lab", "down"]).ok();
+}
+
+#[test]
+fn a_default_subnet_vm_reaches_the_outside_masqueraded_through_hive_int0() {
+    outside_through_the_gateway("tlnt", true);
+}
+
+#[test]
+fn without_nat_no_vm_reaches_the_outside() {
+    outside_through_the_gateway("tlnn", false);
+}
+
+/// A NATS server is killed while rules change: every change the API acknowledged is kept, and
+/// every node's switch ends up with it (`diff-flows` against the compiled program is clean).
+#[test]
+fn a_nats_server_killed_while_rules_change_loses_no_change() {
+    require_machine();
+    let lab = Lab::new("tlkn");
+    let (up, aws) = lab.up(3, &[]);
+    let (sg, enis) = network(&aws, "10.60", 2);
+    lab.vm(&enis[0].0, 1);
+    let server_ns = lab.vm(&enis[1].0, 2);
+    let ports: Vec<u16> = (7000..7020).collect();
+    for (k, port) in ports.iter().enumerate() {
+        if k == 6 {
+            lab.cli(&["lab", "nats", "kill", "1"]).ok();
+        }
+        if k == 14 {
+            lab.cli(&["lab", "nats", "start", "1"]).ok();
+        }
+        // The aws CLI retries what the server says is retryable; a call that still fails was
+        // not acknowledged, and is tried again (a duplicate then means it had landed).
+        let p = port.to_string();
+        let mut attempts = 0;
+        loop {
+            let out = Command::new(aws_cli())
+                .args(["--endpoint-url", &aws.endpoint, "--region", "us-east-1"])
+                .args([
+                    "--profile",
+                    PROFILE,
+                    "ec2",
+                    "authorize-security-group-ingress",
+                ])
+                .args(["--group-id", &sg, "--protocol", "tcp", "--port", &p])
+                .args(["--source-group", &sg])
+                .env("AWS_SHARED_CREDENTIALS_FILE", &aws.credentials)
+                .env("AWS_CONFIG_FILE", aws.home.path().join("config"))
+                .env("HOME", aws.home.path())
+                .output()
+                .expect("run aws");
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status.success() || err.contains("InvalidPermission.Duplicate") {
+                break;
+            }
+            attempts += 1;
+            assert!(attempts < 10, "authorize {port} never acknowledged: {err}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // Every acknowledged rule is there, read through every node.
+    for i in 1..=3 {
+        let groups = lab
+            .aws(&up, i)
+            .call(&["ec2", "describe-security-groups", "--group-ids", &sg]);
+        let mut have: Vec<u64> = groups["SecurityGroups"][0]["IpPermissions"]
+            .as_array()
+            .expect("permissions")
+            .iter()
+            .filter_map(|p| p["FromPort"].as_u64())
+            .collect();
+        have.sort_unstable();
+        let want: Vec<u64> = ports.iter().map(|p| u64::from(*p)).collect();
+        assert_eq!(have, want, "rules seen through node {i}");
+    }
+    // And every switch holds exactly its compiled program, the new rules included.
+    for i in 1..=3 {
+        lab.wait(
+            Duration::from_secs(20),
+            &format!("node {i} in sync"),
+            || lab.node_cli(&up, i, &["vpc", "flows", "--diff"]).code == 0,
+        );
+    }
+    let _listener = lab.listen(&server_ns, "0.0.0.0", 7019);
+    assert!(
+        lab.connect(&enis[0].0, &enis[1].1, 7019).is_some(),
+        "the last rule works across nodes"
+    );
+    lab.cli(&["lab", "down"]).ok();
+}
+
+/// A node's `hive-api` is killed: its switch keeps enforcing the last program (allowed stays
+/// allowed, refused stays refused, also for a change made meanwhile on another node); after a
+/// restart it catches up and `diff-flows` against the compiled program is clean.
+#[test]
+fn a_killed_hive_api_leaves_its_vms_protected_and_catches_up_on_restart() {
+    require_machine();
+    let lab = Lab::new("tlka");
+    let (up, aws) = lab.up(2, &[]);
+    let (sg, enis) = network(&aws, "10.61", 2);
+    lab.vm(&enis[0].0, 1);
+    let server_ns = lab.vm(&enis[1].0, 1);
+    allow_tcp(&aws, &sg, 8080);
+    let _l1 = lab.listen(&server_ns, "0.0.0.0", 8080);
+    let _l2 = lab.listen(&server_ns, "0.0.0.0", 9090);
+    let (client, server_ip) = (&enis[0].0, &enis[1].1);
+    lab.wait(Duration::from_secs(10), "8080 allowed", || {
+        lab.connect(client, server_ip, 8080).is_some()
+    });
+    assert_eq!(lab.connect(client, server_ip, 9090), None);
+
+    lab.cli(&["lab", "node", "kill-api", "1"]).ok();
+    assert!(
+        lab.connect(client, server_ip, 8080).is_some(),
+        "still allowed"
+    );
+    assert_eq!(lab.connect(client, server_ip, 9090), None, "still refused");
+    // A change made through node 2 while node 1 has no hive-api: node 1's switch keeps its
+    // last program (nobody programs it), so the new rule is not in force there yet.
+    allow_tcp(&lab.aws(&up, 2), &sg, 9090);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        lab.connect(client, server_ip, 9090),
+        None,
+        "a switch without its hive-api keeps its last program"
+    );
+    assert_ne!(
+        lab.node_cli(&up, 1, &["vpc", "flows", "--diff"]).code,
+        0,
+        "the store moved on without node 1"
+    );
+
+    lab.cli(&["lab", "node", "start", "1"]).ok();
+    let took = lab.wait(
+        Duration::from_secs(20),
+        "9090 allowed after restart",
+        || lab.connect(client, server_ip, 9090).is_some(),
+    );
+    eprintln!("node 1 caught up {took:?} after its hive-api answered /health");
+    let diff = lab.node_cli(&up, 1, &["vpc", "flows", "--diff"]);
+    assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
+    assert!(lab.connect(client, server_ip, 8080).is_some());
+    lab.cli(&["lab", "down"]).ok();
+}
+
+/// A node stops (its hive-api and Open vSwitch): the other nodes drop its tunnel port within
+/// the node TTL plus a heartbeat, and traffic between the remaining nodes goes on.
+#[test]
+fn a_stopped_node_loses_its_tunnel_on_the_others_within_the_heartbeat() {
+    require_machine();
+    let lab = Lab::new("tlst");
+    let (up, aws) = lab.up(3, &[]);
+    let (sg, enis) = network(&aws, "10.62", 2);
+    allow_tcp(&aws, &sg, 8080);
+    lab.vm(&enis[0].0, 1);
+    let server_ns = lab.vm(&enis[1].0, 2);
+    let _listener = lab.listen(&server_ns, "0.0.0.0", 8080);
+    for i in 1..=3 {
+        lab.wait(
+            Duration::from_secs(15),
+            &format!("node {i} tunnels"),
+            || lab.tunnels(&up, i).len() == 2,
+        );
+    }
+    let nodes = lab
+        .node_cli(&up, 1, &["vpc", "nodes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(3), "{nodes}");
+    let to_node3 = nodes
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["node"] == "node3"))
+        .map(|n| text(n, &["tunnel_port"]))
+        .expect("node3 listed");
+
+    lab.cli(&["lab", "node", "stop", "3"]).ok();
+    let stopped = Instant::now();
+    // TTL 5 s + heartbeat 1 s, with room for a loaded machine.
+    let limit = Duration::from_secs(9);
+    for i in 1..=2 {
+        lab.wait(limit, &format!("node {i} drops node3's tunnel"), || {
+            !lab.tunnels(&up, i).contains(&to_node3)
+        });
+    }
+    eprintln!(
+        "node 3 stopped; nodes 1 and 2 dropped its tunnel after {:?}",
+        stopped.elapsed()
+    );
+    let nodes = lab
+        .node_cli(&up, 1, &["vpc", "nodes", "-o", "json"])
+        .ok()
+        .json();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(2), "{nodes}");
+    assert!(
+        lab.connect(&enis[0].0, &enis[1].1, 8080).is_some(),
+        "node 1 still reaches node 2"
+    );
+    lab.cli(&["lab", "down"]).ok();
+}
