@@ -510,6 +510,16 @@ except OSError as e:
     sys.exit(3)
 "#;
 
+/// A listener process, stopped when dropped.
+struct Listener(std::process::Child);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Lab {
     /// `lab up --nodes N` plus `extra` flags; the summary and the aws CLI on node 1.
     fn up(&self, nodes: usize, extra: &[&str]) -> (Value, Aws) {
@@ -549,7 +559,7 @@ impl Lab {
 
     /// A [`PEER_LISTENER`] on `addr:port` inside namespace `ns`, running until the namespace
     /// goes (or the child is killed); returns once it listens.
-    fn listen(&self, ns: &str, addr: &str, port: u16) -> std::process::Child {
+    fn listen(&self, ns: &str, addr: &str, port: u16) -> Listener {
         let ready = self._parent.path().join(format!("listening-{ns}-{port}"));
         let child = Command::new(find("ip").expect("ip"))
             .args(["netns", "exec", ns, "python3", "-c", PEER_LISTENER])
@@ -568,7 +578,7 @@ impl Lab {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        child
+        Listener(child)
     }
 
     /// A new TCP connection from ENI `from`'s VM: `Some(what the far side said)` or `None`.
@@ -598,7 +608,7 @@ impl Lab {
     fn node_cli(&self, up: &Value, i: usize, args: &[&str]) -> Run {
         let node = &up["nodes"][i - 1];
         let mut cmd = Command::new(hive_cli());
-        cmd.args(["--nats-url", &up["nats_urls"].as_str().expect("urls")])
+        cmd.args(["--nats-url", up["nats_urls"].as_str().expect("urls")])
             .args(args)
             .env("OVS_RUNDIR", text(node, &["ovs_rundir"]))
             .env("HIVE_NODE_NAME", format!("node{i}"))
