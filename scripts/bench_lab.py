@@ -66,7 +66,7 @@ def iperf(client_ns, server_ns, server_ip):
 
 def switch_flows(rundir):
     env = dict(os.environ, OVS_RUNDIR=rundir)
-    p = subprocess.run(["ovs-ofctl", "dump-aggregate", "hive-vpc0"], env=env,
+    p = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-aggregate", "hive-vpc0"], env=env,
                        text=True, capture_output=True, check=True)
     for word in p.stdout.split():
         if word.startswith("flow_count="):

@@ -212,7 +212,10 @@ impl KvStore for NatsStore {
             num_replicas: config.replicas,
             allow_rollup: true,
             deny_delete: true,
-            allow_direct: true,
+            // Direct gets may be answered by any replica, which can lag behind a write that
+            // was just acknowledged (a create followed by a read would miss it). Replicated
+            // buckets therefore read through the stream leader.
+            allow_direct: config.replicas <= 1,
             discard: jetstream::stream::DiscardPolicy::New,
             ..Default::default()
         };

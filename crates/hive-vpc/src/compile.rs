@@ -58,7 +58,8 @@
 //! # Priority bands
 //! Flows that can match the same packet never share a priority unless their actions are
 //! identical. In the check tables (42, 47): conj_id flows at [`PRIO_CONJ_ID`] (above everything,
-//! so the `conj_id` lookup finds them), conjunction clauses at [`PRIO_CONJ`], allow-all rules
+//! so the `conj_id` lookup finds them), conjunction clauses at [`PRIO_CONJ`] and the
+//! [`CONJ_SHARDS`]` - 1` priorities below it (one per conjunction: [`clause_priority`]), allow-all rules
 //! (all protocols to/from `0.0.0.0/0`, which need no conjunction) at [`PRIO_ALLOW_ALL`]. In table
 //! 10: multicast drop 500, metadata 450, link-local drop 440, addresses 300, VPC CIDR drop 200,
 //! gateway route 100.
@@ -72,11 +73,14 @@
 //! rule change touches its conj_id flow, its group's clause flow and its shared clause flows;
 //! a membership change touches the interface's loop flows.
 //!
-//! Known limit: a shared clause flow lists every rule that uses the same clause (say
-//! `udp,tp_dst=53`); each `conjunction` action is 16 bytes on the wire, so one flow_mod
-//! (64 KiB) carries about 4,000 of them. Beyond ~4,000 rules of one direction with an
-//! identical peer CIDR or port clause the switch would refuse the flow; sharding clauses over
-//! several priorities is the way out when that matters.
+//! Shared clauses are sharded: a clause flow lists every rule that uses the same clause (say
+//! `udp,tp_dst=53`, or one peer group) and each `conjunction` action is 16 bytes on the wire,
+//! so one flow_mod (64 KiB) carries about 4,000 of them. Each conjunction therefore lives at
+//! one of [`CONJ_SHARDS`] priorities chosen by its id ([`clause_priority`]), and a shared
+//! clause becomes one flow per shard that uses it, each listing about 1/8 of the rules: the
+//! switch takes ~30,000 rules of one direction sharing a clause (OVS looks for a completed
+//! conjunction priority by priority). A group's own clause (`reg4=G`) is then repeated per
+//! shard its rules fall in.
 //!
 //! # Stable identifiers
 //! Interface tags, group tags and conjunction ids are 32-bit FNV-1a hashes of the ENI id, the
@@ -139,8 +143,19 @@ pub const TABLES: [u8; 13] = [
 
 /// Priority of `conj_id=` flows in the check tables (highest in the table).
 pub const PRIO_CONJ_ID: u16 = 300;
-/// Priority of conjunction clause flows in the check tables.
+/// Highest priority of conjunction clause flows in the check tables; a rule's clauses sit at
+/// one of [`CONJ_SHARDS`] priorities below it ([`clause_priority`]).
 pub const PRIO_CONJ: u16 = 200;
+/// Number of priorities conjunctions are spread over, so that a clause shared by many rules
+/// (the same peer group or port) is split into that many flows, each listing a fraction of
+/// the rules: one flow_mod carries at most ~4,000 `conjunction` actions (64 KiB).
+pub const CONJ_SHARDS: u32 = 8;
+
+/// The priority of every clause flow of conjunction `conj_id` (all clauses of one conjunction
+/// must share a priority; conjunction ids are hashes, so the shards fill evenly).
+pub fn clause_priority(conj_id: u32) -> u16 {
+    PRIO_CONJ - (conj_id % CONJ_SHARDS) as u16
+}
 /// Priority of allow-all rules (no conjunction needed) in the check tables.
 pub const PRIO_ALLOW_ALL: u16 = 100;
 
@@ -741,7 +756,12 @@ impl Item {
     fn key(&self) -> Key {
         match self {
             Item::Hard(f) => (f.table, f.priority, f.matches.clone()),
-            Item::Clause { table, matches, .. } => (*table, PRIO_CONJ, matches.clone()),
+            Item::Clause {
+                table,
+                matches,
+                conj,
+                ..
+            } => (*table, clause_priority(conj.0), matches.clone()),
         }
     }
 }
@@ -888,7 +908,9 @@ pub fn compile(state: &NodeState) -> Result<FlowProgram, CompileError> {
                 cookie,
                 conj,
             } => {
-                let slot = clauses.entry((table, PRIO_CONJ, matches)).or_default();
+                let slot = clauses
+                    .entry((table, clause_priority(conj.0), matches))
+                    .or_default();
                 if slot.clauses.is_empty() {
                     slot.clause_cookie = cookie;
                 }

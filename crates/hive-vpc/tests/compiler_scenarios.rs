@@ -543,3 +543,42 @@ fn the_vpc_router_answers_arp_for_subnet_gateways() {
     let d = agree_interp(&interp, &state, &routed);
     assert_eq!(d.output.map(|o| (o.port, o.eth_dst)), Some((1, mac(1))));
 }
+
+/// 6,000 rules that all name one peer group share one clause: it is split over the
+/// conjunction shards so that no flow carries more than a flow_mod can (~4,000 conjunction
+/// actions), and the program still decides as the reference model.
+#[test]
+fn a_clause_shared_by_thousands_of_rules_is_sharded_and_still_decides_right() {
+    let mut state = layout();
+    for g in 0..300u32 {
+        let rules = (0..20u32)
+            .map(|r| {
+                let id = 10_000 + g * 20 + r;
+                let port = 2_000 + (g * 20 + r) as u16;
+                rule(
+                    id,
+                    Direction::Ingress,
+                    tcp_ports(port, port),
+                    Peer::Group(sg(2)),
+                )
+            })
+            .collect();
+        state.security_groups.push(group(1_000 + g, 1, rules));
+    }
+    // Port 1 (web) joins the first bulk group: admin (port 2) may reach it on 2000..=2019.
+    state.ports[0].groups.push(sg(1_000));
+    let program = compile(&state).expect("compiles");
+    let widest = program
+        .flows()
+        .map(|f| f.actions.matches("conjunction(").count())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        widest < 2_000,
+        "a clause flow carries {widest} conjunctions"
+    );
+    let to_web = |port| ip_from(&state, 2, ip(10, 0, 1, 10), tcp(port), CtState::New);
+    assert!(agree_with(&program, &state, &to_web(2_005)).allowed());
+    assert!(!agree_with(&program, &state, &to_web(2_025)).allowed());
+    assert!(!agree_with(&program, &state, &to_web(23)).allowed());
+}
