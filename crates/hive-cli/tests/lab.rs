@@ -22,7 +22,10 @@ mod lab_support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lab_support::{Aws, Lab, find, hive_cli, require_machine, run, text, wait_until};
+use lab_support::{
+    Aws, Lab, create_eni, create_group, create_vpc, find, hive_cli, require_machine, run, text,
+    wait_until,
+};
 
 impl Lab {
     fn namespaces(&self) -> Vec<String> {
@@ -140,53 +143,16 @@ fn one_node_lab_enforces_a_security_group_with_real_packets_and_goes_away() {
 /// A VPC `cidr` with one /24 subnet, a group `sg` (no ingress yet) and `n` interfaces in it;
 /// returns (group id, [(eni id, private address)]).
 fn network(aws: &Aws, cidr_prefix: &str, n: usize) -> (String, Vec<(String, String)>) {
-    let vpc = text(
-        &aws.call(&[
-            "ec2",
-            "create-vpc",
-            "--cidr-block",
-            &format!("{cidr_prefix}.0.0/16"),
-        ]),
-        &["Vpc", "VpcId"],
+    let (vpc, subnet) = create_vpc(
+        aws,
+        &format!("{cidr_prefix}.0.0/16"),
+        &format!("{cidr_prefix}.1.0/24"),
     );
-    let subnet = text(
-        &aws.call(&[
-            "ec2",
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            &format!("{cidr_prefix}.1.0/24"),
-        ]),
-        &["Subnet", "SubnetId"],
-    );
-    let sg = text(
-        &aws.call(&[
-            "ec2",
-            "create-security-group",
-            "--vpc-id",
-            &vpc,
-            "--group-name",
-            "sg",
-            "--description",
-            "lab faults",
-        ]),
-        &["GroupId"],
-    );
+    let sg = create_group(aws, &vpc, "sg");
     let enis = (0..n)
         .map(|_| {
-            let v = aws.call(&[
-                "ec2",
-                "create-network-interface",
-                "--subnet-id",
-                &subnet,
-                "--groups",
-                &sg,
-            ]);
-            (
-                text(&v, &["NetworkInterface", "NetworkInterfaceId"]),
-                text(&v, &["NetworkInterface", "PrivateIpAddress"]),
-            )
+            let (id, ip, _) = create_eni(aws, &subnet, &[&sg]);
+            (id, ip.to_string())
         })
         .collect();
     (sg, enis)

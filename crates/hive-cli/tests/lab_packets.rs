@@ -27,7 +27,10 @@ use hive_vpc::reference::{self, CtState, L3, Packet, Reason, Transport};
 use hive_vpc::repo::{GatewayBinding, NodeBindings, RepoOptions, VpcRepo};
 use serde_json::{Value, json};
 
-use lab_support::{Aws, Lab, Up, require_machine, text, venv_python, wait_for_file};
+use lab_support::{
+    Aws, Lab, Up, create_eni, create_group, create_vpc, require_machine, text, venv_python,
+    wait_for_file,
+};
 
 /// Fake OpenFlow port of the gateway in the reference's node states.
 const GATEWAY_OFPORT: u32 = 2;
@@ -335,41 +338,6 @@ fn authorize(aws: &Aws, direction: &str, group: &str, perm: &str) {
     ]);
 }
 
-fn create_vpc(aws: &Aws, cidr: &str, subnet: &str) -> (String, String) {
-    let vpc = text(
-        &aws.call(&["ec2", "create-vpc", "--cidr-block", cidr]),
-        &["Vpc", "VpcId"],
-    );
-    let subnet = text(
-        &aws.call(&[
-            "ec2",
-            "create-subnet",
-            "--vpc-id",
-            &vpc,
-            "--cidr-block",
-            subnet,
-        ]),
-        &["Subnet", "SubnetId"],
-    );
-    (vpc, subnet)
-}
-
-fn create_group(aws: &Aws, vpc: &str, name: &str) -> String {
-    text(
-        &aws.call(&[
-            "ec2",
-            "create-security-group",
-            "--vpc-id",
-            vpc,
-            "--group-name",
-            name,
-            "--description",
-            "lab packet proof",
-        ]),
-        &["GroupId"],
-    )
-}
-
 fn default_group(aws: &Aws, vpc: &str) -> String {
     let v = aws.call(&[
         "ec2",
@@ -379,23 +347,6 @@ fn default_group(aws: &Aws, vpc: &str) -> String {
         "Name=group-name,Values=default",
     ]);
     text(&v["SecurityGroups"][0], &["GroupId"])
-}
-
-fn create_eni(aws: &Aws, subnet: &str, groups: &[&str]) -> (String, Ipv4Addr, String) {
-    let mut args = vec!["ec2", "create-network-interface", "--subnet-id", subnet];
-    if !groups.is_empty() {
-        args.push("--groups");
-        args.extend_from_slice(groups);
-    }
-    let v = aws.call(&args);
-    let ni = &v["NetworkInterface"];
-    (
-        text(ni, &["NetworkInterfaceId"]),
-        text(ni, &["PrivateIpAddress"])
-            .parse()
-            .expect("an IPv4 address"),
-        text(ni, &["MacAddress"]),
-    )
 }
 
 /// Build the scenario of the table through the aws CLI and plug its VMs on `nodes` nodes.

@@ -13,6 +13,22 @@ use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_kv::testing::NatsCluster;
 use hive_kv::{BucketConfig, KvError, KvStore};
 
+/// A bucket with 3 replicas, retried while the JetStream meta group settles after start.
+async fn replicated_bucket(store: &NatsStore, name: &str) -> std::sync::Arc<dyn hive_kv::Bucket> {
+    let config = BucketConfig::new(name).with_replicas(3);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match store.create_or_open(&config).await {
+            Ok(bucket) => return bucket,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("bucket not ready yet: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("cannot create the replicated bucket: {e}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_losing_the_leader() {
     let mut cluster = NatsCluster::start(3);
@@ -21,19 +37,7 @@ async fn acknowledged_writes_survive_losing_the_leader() {
         ..NatsOptions::default()
     };
     let store = NatsStore::connect(&cluster.urls(), options).await.unwrap();
-    let config = BucketConfig::new("replicated").with_replicas(3);
-    // The JetStream meta group may still be settling right after start.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let bucket = loop {
-        match store.create_or_open(&config).await {
-            Ok(bucket) => break bucket,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("bucket not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("cannot create the replicated bucket: {e}"),
-        }
-    };
+    let bucket = replicated_bucket(&store, "replicated").await;
 
     let mut acked: BTreeMap<String, (Bytes, u64)> = BTreeMap::new();
     let mut failed = 0usize;
@@ -122,18 +126,7 @@ async fn a_read_right_after_a_write_sees_it_on_a_replicated_bucket() {
     let store = NatsStore::connect(&cluster.urls(), NatsOptions::default())
         .await
         .unwrap();
-    let config = BucketConfig::new("read-your-writes").with_replicas(3);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let bucket = loop {
-        match store.create_or_open(&config).await {
-            Ok(bucket) => break bucket,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("bucket not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("cannot create the replicated bucket: {e}"),
-        }
-    };
+    let bucket = replicated_bucket(&store, "read-your-writes").await;
     for i in 0..300u32 {
         let key = format!("k{i}");
         let rev = bucket

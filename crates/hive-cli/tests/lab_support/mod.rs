@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -528,4 +529,60 @@ pub fn wait_until(limit: Duration, why: &str, mut check: impl FnMut() -> bool) -
         std::thread::sleep(Duration::from_millis(100));
     }
     started.elapsed()
+}
+
+/// `create-vpc` with `cidr` and one subnet `subnet` in it: (VPC id, subnet id).
+pub fn create_vpc(aws: &Aws, cidr: &str, subnet: &str) -> (String, String) {
+    let vpc = text(
+        &aws.call(&["ec2", "create-vpc", "--cidr-block", cidr]),
+        &["Vpc", "VpcId"],
+    );
+    let subnet = text(
+        &aws.call(&[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            subnet,
+        ]),
+        &["Subnet", "SubnetId"],
+    );
+    (vpc, subnet)
+}
+
+/// `create-security-group` `name` in `vpc`: its id.
+pub fn create_group(aws: &Aws, vpc: &str, name: &str) -> String {
+    text(
+        &aws.call(&[
+            "ec2",
+            "create-security-group",
+            "--vpc-id",
+            vpc,
+            "--group-name",
+            name,
+            "--description",
+            "lab test",
+        ]),
+        &["GroupId"],
+    )
+}
+
+/// `create-network-interface` in `subnet` with `groups` (none: the VPC's default group):
+/// (id, private address, MAC).
+pub fn create_eni(aws: &Aws, subnet: &str, groups: &[&str]) -> (String, Ipv4Addr, String) {
+    let mut args = vec!["ec2", "create-network-interface", "--subnet-id", subnet];
+    if !groups.is_empty() {
+        args.push("--groups");
+        args.extend_from_slice(groups);
+    }
+    let v = aws.call(&args);
+    let ni = &v["NetworkInterface"];
+    (
+        text(ni, &["NetworkInterfaceId"]),
+        text(ni, &["PrivateIpAddress"])
+            .parse()
+            .expect("an IPv4 address"),
+        text(ni, &["MacAddress"]),
+    )
 }

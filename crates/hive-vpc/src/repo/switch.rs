@@ -114,32 +114,22 @@ impl VpcRepo {
                 }
             }
             for (eni, &ofport) in &bindings.ports {
-                let Some(key) = keys_by_eni.get(eni.as_str()) else {
-                    continue;
-                };
-                let Some(interface) = self.interfaces.get(key).await?.map(|v| v.value) else {
-                    continue;
-                };
-                let in_subnet = subnet_specs.iter().any(|s| {
-                    s.id == interface.subnet_id
-                        && s.vpc == interface.vpc_id
-                        && s.cidr.contains(interface.private_ip)
-                });
-                if !in_subnet
-                    || !usable_ofport(ofport)
-                    || used_ofports.contains(&ofport)
-                    || used_addrs.contains(&(interface.vpc_id.clone(), interface.private_ip))
-                {
+                if !usable_ofport(ofport) || used_ofports.contains(&ofport) {
                     continue;
                 }
+                let claimed = self
+                    .claim_interface(
+                        eni,
+                        &keys_by_eni,
+                        &subnet_specs,
+                        &group_vpc,
+                        &mut used_addrs,
+                    )
+                    .await?;
+                let Some((interface, groups)) = claimed else {
+                    continue;
+                };
                 used_ofports.insert(ofport);
-                used_addrs.insert((interface.vpc_id.clone(), interface.private_ip));
-                let groups = interface
-                    .groups
-                    .iter()
-                    .filter(|g| group_vpc.get(g) == Some(&&interface.vpc_id))
-                    .cloned()
-                    .collect();
                 ports.push(LocalPort {
                     ofport,
                     eni: interface.id,
@@ -153,33 +143,24 @@ impl VpcRepo {
             // A port plugged here wins over a stale binding elsewhere; a remote interface
             // must be as consistent as a local one, or it is left out (its packets drop).
             for (eni, &tunnel_ofport) in &bindings.remotes {
-                if bindings.ports.contains_key(eni) {
-                    continue;
-                }
-                let Some(key) = keys_by_eni.get(eni.as_str()) else {
-                    continue;
-                };
-                let Some(interface) = self.interfaces.get(key).await?.map(|v| v.value) else {
-                    continue;
-                };
-                let in_subnet = subnet_specs.iter().any(|s| {
-                    s.id == interface.subnet_id
-                        && s.vpc == interface.vpc_id
-                        && s.cidr.contains(interface.private_ip)
-                });
-                if !in_subnet
+                if bindings.ports.contains_key(eni)
                     || !usable_ofport(tunnel_ofport)
                     || used_ofports.contains(&tunnel_ofport)
-                    || !used_addrs.insert((interface.vpc_id.clone(), interface.private_ip))
                 {
                     continue;
                 }
-                let groups = interface
-                    .groups
-                    .iter()
-                    .filter(|g| group_vpc.get(g) == Some(&&interface.vpc_id))
-                    .cloned()
-                    .collect();
+                let claimed = self
+                    .claim_interface(
+                        eni,
+                        &keys_by_eni,
+                        &subnet_specs,
+                        &group_vpc,
+                        &mut used_addrs,
+                    )
+                    .await?;
+                let Some((interface, groups)) = claimed else {
+                    continue;
+                };
                 remotes.push(RemoteInterface {
                     eni: interface.id,
                     mac: interface.mac,
@@ -204,6 +185,40 @@ impl VpcRepo {
             .validate()
             .map_err(|e| VpcError::CorruptState(format!("stored network state: {e}")))?;
         Ok(state)
+    }
+
+    /// The stored interface `eni` when it lies in a known subnet of its VPC and its address is
+    /// still free in that VPC (it is then taken in `used_addrs`), with those of its groups that
+    /// exist in its VPC.
+    async fn claim_interface(
+        &self,
+        eni: &NetworkInterfaceId,
+        keys_by_eni: &BTreeMap<&str, String>,
+        subnets: &[SubnetSpec],
+        group_vpc: &BTreeMap<&SecurityGroupId, &VpcId>,
+        used_addrs: &mut HashSet<(VpcId, Ipv4Addr)>,
+    ) -> Result<Option<(NetworkInterface, Vec<SecurityGroupId>)>, VpcError> {
+        let Some(key) = keys_by_eni.get(eni.as_str()) else {
+            return Ok(None);
+        };
+        let Some(interface) = self.interfaces.get(key).await?.map(|v| v.value) else {
+            return Ok(None);
+        };
+        let in_subnet = subnets.iter().any(|s| {
+            s.id == interface.subnet_id
+                && s.vpc == interface.vpc_id
+                && s.cidr.contains(interface.private_ip)
+        });
+        if !in_subnet || !used_addrs.insert((interface.vpc_id.clone(), interface.private_ip)) {
+            return Ok(None);
+        }
+        let groups = interface
+            .groups
+            .iter()
+            .filter(|g| group_vpc.get(g) == Some(&&interface.vpc_id))
+            .cloned()
+            .collect();
+        Ok(Some((interface, groups)))
     }
 
     /// A stream of every change to the networking buckets made after the call (by this process

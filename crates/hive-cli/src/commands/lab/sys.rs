@@ -105,6 +105,19 @@ pub fn ip(args: &[&str]) -> Result<String, LabError> {
     run("ip", args)
 }
 
+/// The default route of namespace `ns`: via `gateway`.
+pub fn default_route(ns: &str, gateway: std::net::Ipv4Addr) -> Result<String, LabError> {
+    ip(&[
+        "-n",
+        ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        &gateway.to_string(),
+    ])
+}
+
 /// `ip netns exec <ns> program args...`.
 pub fn in_ns(ns: &str, program: &str, args: &[&str]) -> Result<String, LabError> {
     let path = find(program)?;

@@ -280,15 +280,7 @@ fn node_network(
         "up0",
     ])?;
     sys::ip(&["-n", ns, "link", "set", "up0", "up"])?;
-    sys::ip(&[
-        "-n",
-        ns,
-        "route",
-        "add",
-        "default",
-        "via",
-        &outside_gw.to_string(),
-    ])?;
+    sys::default_route(ns, outside_gw)?;
     sys::in_ns(ns, "sh", &["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])?;
     if state.nat {
         sys::in_ns(

@@ -105,15 +105,7 @@ pub fn create(
         sys::ip(&["-n", ns, "link", "set", "eth0", "up"])?;
         // The userspace datapath does not fill in checksums left to offload.
         sys::in_ns(ns, "ethtool", &["-K", "eth0", "tx", "off"])?;
-        sys::ip(&[
-            "-n",
-            ns,
-            "route",
-            "add",
-            "default",
-            "via",
-            &vm.gateway.to_string(),
-        ])?;
+        sys::default_route(ns, vm.gateway)?;
         sys::ip(&["-n", hv, "link", "set", tap, "up"])?;
         ovs(
             &host,
