@@ -388,6 +388,58 @@ impl NatsBucket {
     }
 }
 
+impl NatsBucket {
+    /// Every key whose latest entry is a put, complete. The client's own listing stops at the
+    /// first message the server reports with nothing pending, and the server can report that
+    /// too early (nats-server#4824; seen here as keys missing from a 3-replica bucket): this
+    /// one also reads on until it has seen as many subjects as the stream says it holds.
+    async fn live_keys(&self) -> std::result::Result<Vec<String>, String> {
+        let mut stream = self.store.stream.clone();
+        let subjects = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .subjects_count;
+        if subjects == 0 {
+            return Ok(Vec::new());
+        }
+        let consumer = stream
+            .create_consumer(jetstream::consumer::push::OrderedConfig {
+                deliver_subject: self.js.client().new_inbox(),
+                description: Some("hive-kv key listing".to_owned()),
+                filter_subject: format!("{}>", self.subject_prefix),
+                headers_only: true,
+                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
+                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+        let mut seen = std::collections::HashSet::new();
+        let mut live = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.map_err(|e| e.to_string())?;
+            let pending = message.info().map_err(|e| e.to_string())?.pending;
+            if let Some(key) = message.subject.as_str().strip_prefix(&self.subject_prefix) {
+                let deleted = message
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get(KV_OPERATION))
+                    .is_some_and(|op| op.as_str() != "PUT");
+                if seen.insert(key.to_owned()) && !deleted {
+                    live.push(key.to_owned());
+                }
+            }
+            if pending == 0 && seen.len() as u64 >= subjects {
+                break;
+            }
+        }
+        Ok(live)
+    }
+}
+
 #[async_trait]
 impl Bucket for NatsBucket {
     fn name(&self) -> &str {
@@ -468,13 +520,7 @@ impl Bucket for NatsBucket {
     }
 
     async fn keys(&self, prefix: Option<&str>) -> Result<Vec<String>> {
-        let got = tokio::time::timeout(self.timeout, async {
-            let keys = self.store.keys().await.map_err(|e| e.to_string())?;
-            keys.try_collect::<Vec<_>>()
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        let got = tokio::time::timeout(self.timeout, self.live_keys()).await;
         match got {
             Ok(Ok(mut keys)) => {
                 keys.retain(|k| matches_prefix(k, prefix));
