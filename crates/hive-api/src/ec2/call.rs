@@ -21,6 +21,17 @@ use crate::server::RequestContext;
 use crate::wire::query::Params;
 use crate::wire::xml::{self, XmlWriter};
 
+/// A checked and authorized `Describe*` request ([`Call::describe_request`]).
+#[derive(Debug)]
+pub(crate) struct DescribeRequest<I> {
+    /// The ids asked for (empty: every resource).
+    pub ids: Vec<I>,
+    /// `Filter.N`.
+    pub filters: Vec<super::filters::Filter>,
+    /// `MaxResults`.
+    pub max: Option<usize>,
+}
+
 /// Longest tag key (EC2's tag restrictions; shared with the repository).
 const MAX_TAG_KEY: usize = hive_vpc::repo::MAX_TAG_KEY_LEN;
 /// Longest tag value (EC2's tag restrictions).
@@ -148,6 +159,28 @@ impl<'a> Call<'a> {
     pub async fn authorize_describe(&self) -> Result<(), ApiError> {
         self.authorize(&Resource::new("*".to_owned(), self.app.region()), None)
             .await
+    }
+
+    /// What every `Describe*` request carries, checked before anything is read, as EC2 does:
+    /// the ids asked for in `<id_param>.N`, the `Filter.N` the action supports (and the tag
+    /// filters), `MaxResults` (5 to 1000); then the action is authorized and `DryRun` answered.
+    pub async fn describe_request<I>(
+        &self,
+        id_param: &str,
+        parse: impl Fn(&str) -> Result<I, hive_vpc::error::VpcError>,
+        supported: &[&str],
+    ) -> Result<DescribeRequest<I>, ApiError> {
+        let ids = self
+            .params
+            .list(id_param)?
+            .into_iter()
+            .map(parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        let filters = super::filters::parse(self.params, supported, true)?;
+        let max = super::filters::max_results(self.params, 5, 1000)?;
+        self.authorize_describe().await?;
+        self.dry_run()?;
+        Ok(DescribeRequest { ids, filters, max })
     }
 
     /// Authorize creating a resource of `kind` (`vpc`, `subnet`, ...) with `extra` keys and

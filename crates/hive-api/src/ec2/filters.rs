@@ -8,6 +8,8 @@
 //! support is `InvalidParameterValue` ("The filter 'x' is invalid"), checked before anything
 //! is read, as EC2 does.
 
+use hive_vpc::error::VpcError;
+
 use crate::error::ApiError;
 use crate::wire::query::Params;
 
@@ -154,6 +156,24 @@ pub(crate) fn wildcard_match(pattern: &str, text: &str) -> bool {
         }
     }
     toks[p..].iter().all(|t| *t == Tok::Star)
+}
+
+/// The items whose id is among `ids` (all of them when `ids` is empty), in their order; an id
+/// asked for that no item has is EC2's `*.NotFound` for that id (checked before any filter).
+pub(crate) fn requested<T, I: PartialEq>(
+    all: impl IntoIterator<Item = T>,
+    ids: &[I],
+    id: impl Fn(&T) -> &I,
+    not_found: impl Fn(&I) -> VpcError,
+) -> Result<Vec<T>, ApiError> {
+    let all: Vec<T> = all.into_iter().collect();
+    if let Some(missing) = ids.iter().find(|i| !all.iter().any(|t| id(t) == *i)) {
+        return Err(not_found(missing).into());
+    }
+    Ok(all
+        .into_iter()
+        .filter(|t| ids.is_empty() || ids.contains(id(t)))
+        .collect())
 }
 
 /// One page of a `Describe*` listing.

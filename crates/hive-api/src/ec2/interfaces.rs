@@ -222,28 +222,23 @@ fn interface_matches(
 /// `DescribeNetworkInterfaces`.
 pub(crate) async fn describe(call: &Call<'_>) -> Result<String, ApiError> {
     let p = call.params;
-    let ids = p
-        .list("NetworkInterfaceId")?
-        .into_iter()
-        .map(NetworkInterfaceId::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let filters = filters::parse(p, INTERFACE_FILTERS, true)?;
-    let max = filters::max_results(p, 5, 1000)?;
-    call.authorize_describe().await?;
-    call.dry_run()?;
+    let req = call
+        .describe_request(
+            "NetworkInterfaceId",
+            NetworkInterfaceId::parse,
+            INTERFACE_FILTERS,
+        )
+        .await?;
     let all = call.repo.list_network_interfaces(call.account()).await?;
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|e| &e.id == *id)) {
-        return Err(missing.not_found().into());
-    }
+    let asked = filters::requested(&all, &req.ids, |e| &e.id, NetworkInterfaceId::not_found)?;
     let all_groups = call.repo.list_security_groups(call.account()).await?;
     let scope = call.scope();
-    let mut enis: Vec<&NetworkInterface> = all
-        .iter()
-        .filter(|e| ids.is_empty() || ids.contains(&e.id))
-        .filter(|e| interface_matches(e, &filters, scope.account, scope.region, &all_groups))
+    let mut enis: Vec<&NetworkInterface> = asked
+        .into_iter()
+        .filter(|e| interface_matches(e, &req.filters, scope.account, scope.region, &all_groups))
         .collect();
     enis.sort_by(|a, b| a.id.cmp(&b.id));
-    let page = filters::paginate(enis, |e| e.id.as_str(), max, p.optional("NextToken"))?;
+    let page = filters::paginate(enis, |e| e.id.as_str(), req.max, p.optional("NextToken"))?;
     let name = group_namer(&all_groups);
     Ok(call.respond(|w| {
         w.list("networkInterfaceSet", &page.items, |w, eni| {

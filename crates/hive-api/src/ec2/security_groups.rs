@@ -187,9 +187,7 @@ pub(crate) async fn describe(call: &Call<'_>) -> Result<String, ApiError> {
     call.authorize_describe().await?;
     call.dry_run()?;
     let all = call.repo.list_security_groups(call.account()).await?;
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|g| &g.id == *id)) {
-        return Err(missing.not_found().into());
-    }
+    let asked = filters::requested(&all, &ids, |g| &g.id, SecurityGroupId::not_found)?;
     let mut named = Vec::new();
     if !names.is_empty() {
         let vpc = default_vpc(call).await?;
@@ -209,9 +207,8 @@ pub(crate) async fn describe(call: &Call<'_>) -> Result<String, ApiError> {
             }
         }
     }
-    let mut groups: Vec<&SecurityGroup> = all
-        .iter()
-        .filter(|g| ids.is_empty() || ids.contains(&g.id))
+    let mut groups: Vec<&SecurityGroup> = asked
+        .into_iter()
         .filter(|g| named.is_empty() || named.contains(&g.id))
         .filter(|g| group_matches(g, &filters, call.account(), &all))
         .collect();
@@ -362,25 +359,25 @@ pub(crate) async fn revoke(call: &Call<'_>, direction: Direction) -> Result<Stri
 /// `DescribeSecurityGroupRules`.
 pub(crate) async fn describe_rules(call: &Call<'_>) -> Result<String, ApiError> {
     let p = call.params;
-    let ids = p
-        .list("SecurityGroupRuleId")?
-        .into_iter()
-        .map(SecurityGroupRuleId::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let filters = filters::parse(p, RULE_FILTERS, true)?;
-    let max = filters::max_results(p, 5, 1000)?;
-    call.authorize_describe().await?;
-    call.dry_run()?;
+    let req = call
+        .describe_request(
+            "SecurityGroupRuleId",
+            SecurityGroupRuleId::parse,
+            RULE_FILTERS,
+        )
+        .await?;
     let all: Vec<GroupRule> = call.repo.list_security_group_rules(call.account()).await?;
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|r| &r.rule.id == *id)) {
-        return Err(missing.not_found().into());
-    }
+    let asked = filters::requested(
+        &all,
+        &req.ids,
+        |r| &r.rule.id,
+        SecurityGroupRuleId::not_found,
+    )?;
     let no_tags: &[(String, String)] = &[];
-    let mut rules: Vec<&GroupRule> = all
-        .iter()
-        .filter(|r| ids.is_empty() || ids.contains(&r.rule.id))
+    let mut rules: Vec<&GroupRule> = asked
+        .into_iter()
         .filter(|r| {
-            filters::matches(&filters, no_tags, |name| match name {
+            filters::matches(&req.filters, no_tags, |name| match name {
                 "group-id" => vec![Cow::Borrowed(r.group_id.as_str())],
                 "security-group-rule-id" => vec![Cow::Borrowed(r.rule.id.as_str())],
                 _ => Vec::new(),
@@ -388,7 +385,12 @@ pub(crate) async fn describe_rules(call: &Call<'_>) -> Result<String, ApiError> 
         })
         .collect();
     rules.sort_by(|a, b| a.rule.id.cmp(&b.rule.id));
-    let page = filters::paginate(rules, |r| r.rule.id.as_str(), max, p.optional("NextToken"))?;
+    let page = filters::paginate(
+        rules,
+        |r| r.rule.id.as_str(),
+        req.max,
+        p.optional("NextToken"),
+    )?;
     Ok(call.respond(|w| {
         w.list("securityGroupRuleSet", &page.items, |w, r| {
             write_group_rule(w, r, call.scope());

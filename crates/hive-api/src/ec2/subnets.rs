@@ -133,13 +133,9 @@ fn select(
     ids: &[SubnetId],
     filters: &[Filter],
 ) -> Result<Vec<Subnet>, ApiError> {
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|s| &s.id == *id)) {
-        return Err(missing.not_found().into());
-    }
     let scope = call.scope();
-    let mut subnets: Vec<Subnet> = all
+    let mut subnets: Vec<Subnet> = filters::requested(all, ids, |s| &s.id, SubnetId::not_found)?
         .into_iter()
-        .filter(|s| ids.is_empty() || ids.contains(&s.id))
         .filter(|s| {
             let arn = scope.arn("subnet", s.id.as_str());
             filters::matches(filters, &s.tags, fields(s, scope.account, arn))
@@ -152,18 +148,12 @@ fn select(
 /// `DescribeSubnets`.
 pub(crate) async fn describe(call: &Call<'_>) -> Result<String, ApiError> {
     let p = call.params;
-    let ids = p
-        .list("SubnetId")?
-        .into_iter()
-        .map(SubnetId::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let filters = filters::parse(p, SUBNET_FILTERS, true)?;
-    let max = filters::max_results(p, 5, 1000)?;
-    call.authorize_describe().await?;
-    call.dry_run()?;
+    let req = call
+        .describe_request("SubnetId", SubnetId::parse, SUBNET_FILTERS)
+        .await?;
     let all = call.repo.list_subnets(call.account()).await?;
-    let subnets = select(call, all, &ids, &filters)?;
-    let page = filters::paginate(subnets, |s| s.id.as_str(), max, p.optional("NextToken"))?;
+    let subnets = select(call, all, &req.ids, &req.filters)?;
+    let page = filters::paginate(subnets, |s| s.id.as_str(), req.max, p.optional("NextToken"))?;
     Ok(call.respond(|w| {
         w.list("subnetSet", &page.items, |w, s| {
             write_subnet(w, s, call.scope())

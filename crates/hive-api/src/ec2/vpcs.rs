@@ -93,12 +93,8 @@ fn select(
     filters: &[Filter],
     account: &str,
 ) -> Result<Vec<Vpc>, ApiError> {
-    if let Some(missing) = ids.iter().find(|id| !all.iter().any(|v| &v.id == *id)) {
-        return Err(missing.not_found().into());
-    }
-    let mut vpcs: Vec<Vpc> = all
+    let mut vpcs: Vec<Vpc> = filters::requested(all, ids, |v| &v.id, VpcId::not_found)?
         .into_iter()
-        .filter(|v| ids.is_empty() || ids.contains(&v.id))
         .filter(|v| filters::matches(filters, &v.tags, fields(v, account)))
         .collect();
     vpcs.sort_by(|a, b| a.id.cmp(&b.id));
@@ -108,18 +104,12 @@ fn select(
 /// `DescribeVpcs`.
 pub(crate) async fn describe(call: &Call<'_>) -> Result<String, ApiError> {
     let p = call.params;
-    let ids = p
-        .list("VpcId")?
-        .into_iter()
-        .map(VpcId::parse)
-        .collect::<Result<Vec<_>, _>>()?;
-    let filters = filters::parse(p, VPC_FILTERS, true)?;
-    let max = filters::max_results(p, 5, 1000)?;
-    call.authorize_describe().await?;
-    call.dry_run()?;
+    let req = call
+        .describe_request("VpcId", VpcId::parse, VPC_FILTERS)
+        .await?;
     let all = call.repo.list_vpcs(call.account()).await?;
-    let vpcs = select(all, &ids, &filters, call.account())?;
-    let page = filters::paginate(vpcs, |v| v.id.as_str(), max, p.optional("NextToken"))?;
+    let vpcs = select(all, &req.ids, &req.filters, call.account())?;
+    let page = filters::paginate(vpcs, |v| v.id.as_str(), req.max, p.optional("NextToken"))?;
     Ok(call.respond(|w| {
         w.list("vpcSet", &page.items, |w, vpc| {
             write_vpc(w, vpc, call.scope())
