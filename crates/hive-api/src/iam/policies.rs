@@ -477,9 +477,8 @@ async fn create_role(app: &App, ctx: &RequestContext, params: &Params) -> Result
 }
 
 async fn get_role(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
-    let target = Target::Role(params.required("RoleName")?.to_owned());
-    authorize_entity(app, ctx, &target).await?;
-    let (_, name) = target_parts(&target);
+    let name = params.required("RoleName")?;
+    authorize_role(app, ctx, name).await?;
     let role = app.iam.get_role(account(ctx), name).await?;
     Ok(respond(ctx, |r| {
         r.node("Role", |w| write_role(w, &role, RoleView::Full));
@@ -505,11 +504,10 @@ async fn list_roles(app: &App, ctx: &RequestContext, params: &Params) -> Result<
 }
 
 async fn update_role(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
-    let target = Target::Role(params.required("RoleName")?.to_owned());
+    let name = params.required("RoleName")?;
     let description = description(params)?;
     let max_session = u32_param(params, "MaxSessionDuration", 3600, 43_200)?;
-    authorize_entity(app, ctx, &target).await?;
-    let (_, name) = target_parts(&target);
+    authorize_role(app, ctx, name).await?;
     app.iam
         .update_role(account(ctx), name, description, max_session)
         .await?;
@@ -521,10 +519,9 @@ async fn update_role_description(
     ctx: &RequestContext,
     params: &Params,
 ) -> Result<String, ApiError> {
-    let target = Target::Role(params.required("RoleName")?.to_owned());
+    let name = params.required("RoleName")?;
     let description = description(params)?.ok_or_else(|| params.missing("Description"))?;
-    authorize_entity(app, ctx, &target).await?;
-    let (_, name) = target_parts(&target);
+    authorize_role(app, ctx, name).await?;
     app.iam
         .update_role(account(ctx), name, Some(description), None)
         .await?;
@@ -535,9 +532,8 @@ async fn update_role_description(
 }
 
 async fn delete_role(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
-    let target = Target::Role(params.required("RoleName")?.to_owned());
-    authorize_entity(app, ctx, &target).await?;
-    let (_, name) = target_parts(&target);
+    let name = params.required("RoleName")?;
+    authorize_role(app, ctx, name).await?;
     app.iam.delete_role(account(ctx), name).await?;
     Ok(respond_empty(ctx))
 }
@@ -547,10 +543,9 @@ async fn update_assume_role_policy(
     ctx: &RequestContext,
     params: &Params,
 ) -> Result<String, ApiError> {
-    let target = Target::Role(params.required("RoleName")?.to_owned());
+    let name = params.required("RoleName")?;
     let document = params.required("PolicyDocument")?;
-    authorize_entity(app, ctx, &target).await?;
-    let (_, name) = target_parts(&target);
+    authorize_role(app, ctx, name).await?;
     app.iam
         .update_assume_role_policy(account(ctx), name, document)
         .await?;
@@ -902,6 +897,11 @@ fn name_element(target: &Target) -> &'static str {
 }
 
 /// Authorize `ctx.action` on the entity `target` names (its ARN, looked up for the path).
+/// Authorize the action on role `name` (against its stored ARN, path included).
+async fn authorize_role(app: &App, ctx: &RequestContext, name: &str) -> Result<(), ApiError> {
+    authorize_entity(app, ctx, &Target::Role(name.to_owned())).await
+}
+
 async fn authorize_entity(
     app: &App,
     ctx: &RequestContext,
