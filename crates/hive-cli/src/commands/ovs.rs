@@ -64,7 +64,7 @@ pub async fn run(ctx: &Context, command: &OvsCommand) -> Result<(), CliError> {
             .await
             .map_err(|e| CliError::Failed(e.to_string()))??;
             let (switch, state, facts, host_steps) = report;
-            let facts = crate::commands::vpc::with_remotes(ctx, facts).await?;
+            let facts = crate::commands::vpc::with_remotes(ctx, store.as_ref(), facts).await?;
             let program = compiled_program(&repo, &facts, &ctx.config.vpc)
                 .await
                 .map_err(|e| CliError::Failed(e.to_string()))?;
@@ -103,7 +103,7 @@ pub async fn run(ctx: &Context, command: &OvsCommand) -> Result<(), CliError> {
             })
             .await
             .map_err(|e| CliError::Failed(e.to_string()))??;
-            let facts = crate::commands::vpc::with_remotes(ctx, facts).await?;
+            let facts = crate::commands::vpc::with_remotes(ctx, store.as_ref(), facts).await?;
             let program = compiled_program(&repo, &facts, &ctx.config.vpc)
                 .await
                 .map_err(|e| CliError::Failed(e.to_string()))?;

@@ -105,7 +105,7 @@ pub async fn run(ctx: &Context, command: &VpcCommand) -> Result<(), CliError> {
         VpcCommand::Subnet(c) => subnet(ctx, &repo, acct, c).await?,
         VpcCommand::SecurityGroup(c) => security_group(ctx, &repo, acct, c).await?,
         VpcCommand::Interface(c) => interface(ctx, &repo, acct, c).await?,
-        VpcCommand::Flows(a) => flows(ctx, &repo, a).await?,
+        VpcCommand::Flows(a) => flows(ctx, store.as_ref(), &repo, a).await?,
         VpcCommand::Trace(a) => trace(ctx, &repo, acct, a).await?,
         VpcCommand::Nodes => nodes(ctx, store.as_ref()).await?,
     }
@@ -478,12 +478,15 @@ async fn nodes(ctx: &Context, store: &dyn KvStore) -> Result<(), CliError> {
 
 /// `facts` plus the interfaces bound on live remote nodes behind the bridge's tunnel ports
 /// (read from the node registry; nothing to read on a bridge without tunnels).
-pub async fn with_remotes(ctx: &Context, facts: SwitchFacts) -> Result<SwitchFacts, CliError> {
+pub async fn with_remotes(
+    ctx: &Context,
+    store: &dyn KvStore,
+    facts: SwitchFacts,
+) -> Result<SwitchFacts, CliError> {
     if facts.tunnels.is_empty() {
         return Ok(facts);
     }
-    let store = ctx.store().await?;
-    let plane = hive_api::netsync::node_plane(store.as_ref(), &ctx.config)
+    let plane = hive_api::netsync::node_plane(store, &ctx.config)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     Ok(hive_api::netsync::with_cluster(facts, &plane).await?)
@@ -493,11 +496,12 @@ pub async fn with_remotes(ctx: &Context, facts: SwitchFacts) -> Result<SwitchFac
 /// reachable, none otherwise (the base program and the rules, without local ports).
 async fn program(
     ctx: &Context,
+    store: &dyn KvStore,
     repo: &VpcRepo,
 ) -> Result<(FlowProgram, Option<OvsSwitch>), CliError> {
     let switch = live_switch(ctx).ok();
     let facts = match &switch {
-        Some(s) => with_remotes(ctx, read_switch_facts(s)?).await?,
+        Some(s) => with_remotes(ctx, store, read_switch_facts(s)?).await?,
         None => SwitchFacts::default(),
     };
     let program = compiled_program(repo, &facts, &ctx.config.vpc)
@@ -506,8 +510,13 @@ async fn program(
     Ok((program, switch))
 }
 
-async fn flows(ctx: &Context, repo: &VpcRepo, a: &FlowsArgs) -> Result<(), CliError> {
-    let (program, switch) = program(ctx, repo).await?;
+async fn flows(
+    ctx: &Context,
+    store: &dyn KvStore,
+    repo: &VpcRepo,
+    a: &FlowsArgs,
+) -> Result<(), CliError> {
+    let (program, switch) = program(ctx, store, repo).await?;
     if !a.diff {
         match ctx.printer.format {
             Format::Json => ctx.printer.json(&json!({
