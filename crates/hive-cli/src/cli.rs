@@ -626,6 +626,10 @@ pub struct LabUpArgs {
     /// The hive-api binary (default: next to hive-cli).
     #[arg(long, value_name = "PATH")]
     pub hive_api: Option<PathBuf>,
+    /// The nats-server binary; the lab's 3-replica buckets need 2.10.20 or later (default:
+    /// nats-server on PATH).
+    #[arg(long, value_name = "PATH", env = "HIVE_NATS_SERVER_CURRENT")]
+    pub nats_server: Option<PathBuf>,
 }
 
 /// `lab vm ...`.

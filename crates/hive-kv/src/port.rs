@@ -70,6 +70,11 @@ pub enum KvError {
     /// A value could not be encoded or decoded.
     #[error("codec error: {0}")]
     Codec(String),
+    /// The storage server cannot keep the guarantees the configuration asks for (e.g. a
+    /// nats-server that does not enforce compare-and-swap on replicated streams). The message
+    /// names the fix.
+    #[error("unsupported storage server: {0}")]
+    UnsupportedServer(String),
 }
 
 /// Configuration of a bucket, as JetStream KV understands it.

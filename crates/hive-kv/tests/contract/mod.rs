@@ -230,6 +230,28 @@ pub async fn ttl_expiry(store: &dyn KvStore) {
     assert_eq!(bk.get("k").await.unwrap().unwrap().value, b("v2"));
 }
 
+/// A key that expired is left out of a listing that also holds keys written after it (the
+/// listing has seen the expired key before).
+pub async fn ttl_expiry_among_live_keys(store: &dyn KvStore) {
+    let bk = bucket(
+        store,
+        BucketConfig::new("ttl-mixed").with_ttl(Duration::from_secs(1)),
+    )
+    .await;
+    bk.put("old", b("v")).await.unwrap();
+    assert_eq!(bk.keys(None).await.unwrap(), ["old"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while bk.get("old").await.unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "\"old\" never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bk.put("new", b("v")).await.unwrap();
+    assert_eq!(bk.keys(None).await.unwrap(), ["new"]);
+}
+
 pub async fn keys_with_prefix(store: &dyn KvStore) {
     let bk = bucket(store, BucketConfig::new("keys")).await;
     for key in [
@@ -471,7 +493,7 @@ macro_rules! contract_tests {
     ($fixture:expr) => {
         $crate::contract_tests!(@one $fixture;
             bucket_lifecycle, create_exists, cas, delete_then_create, history_depth,
-            ttl_expiry, keys_with_prefix, watch_ordering, large_values,
+            ttl_expiry, ttl_expiry_among_live_keys, keys_with_prefix, watch_ordering, large_values,
             unicode_and_invalid_keys, revision_monotonicity);
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_increments() {

@@ -64,6 +64,7 @@ pub async fn run(printer: &Printer, command: &LabCommand) -> Result<(), CliError
                 nat: !a.no_nat,
                 metadata: a.metadata,
                 hive_api: a.hive_api.clone(),
+                nats_server: a.nats_server.clone(),
             };
             let state = tokio::task::spawn_blocking(move || up::up(&options))
                 .await

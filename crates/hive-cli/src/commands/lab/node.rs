@@ -43,6 +43,7 @@ fn spawn_nats(state: &mut LabState, k: usize) -> Result<(Child, PathBuf, u16), L
         .collect();
     let name = nats_name(state, k);
     let cluster = format!("hl{}", state.name);
+    let nats_server = state.nats_server.clone();
     let Some(node) = state.nats.iter_mut().find(|n| n.index == k) else {
         return Err(LabError::Usage(format!("no NATS server {k} (1 to 3)")));
     };
@@ -50,7 +51,7 @@ fn spawn_nats(state: &mut LabState, k: usize) -> Result<(Child, PathBuf, u16), L
         .map_err(LabError::io(format!("creating {}", node.dir.display())))?;
     let log = node.dir.join("nats-server.log");
     let args = nats_args(node, &name, &cluster, &routes);
-    let (child, proc) = sys::spawn_detached(&sys::find("nats-server")?, &args, &base_env(), &log)?;
+    let (child, proc) = sys::spawn_detached(&nats_server, &args, &base_env(), &log)?;
     node.proc = Some(proc);
     Ok((child, log, node.monitor_port))
 }

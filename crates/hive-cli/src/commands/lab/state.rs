@@ -193,6 +193,8 @@ pub struct LabState {
     pub metadata: bool,
     /// The `hive-api` binary.
     pub hive_api: PathBuf,
+    /// The `nats-server` binary (restarts use the same one).
+    pub nats_server: PathBuf,
     /// The sealing key file shared by every node.
     pub key_file: PathBuf,
     /// The admin's credentials (copied from node 1's bootstrap).

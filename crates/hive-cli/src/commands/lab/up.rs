@@ -34,6 +34,8 @@ pub struct UpOptions {
     pub metadata: bool,
     /// The `hive-api` binary (default: next to this executable).
     pub hive_api: Option<PathBuf>,
+    /// The `nats-server` binary (default: `nats-server` on PATH or in the sbin directories).
+    pub nats_server: Option<PathBuf>,
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, LabError> {
@@ -55,6 +57,30 @@ fn hive_api_binary(given: Option<&Path>) -> Result<PathBuf, LabError> {
             "no hive-api binary at {} (build it: cargo build -p hive-api, or pass --hive-api PATH)",
             path.display()
         )))
+    }
+}
+
+/// The `nats-server` to run: the lab's buckets have 3 replicas, which need a server that
+/// enforces compare-and-swap on replicated streams (see `hive_kv::nats::version`).
+fn nats_server_binary(given: Option<&Path>) -> Result<PathBuf, LabError> {
+    use hive_kv::nats::version::{MIN_REPLICATED_VERSION, UPGRADE_HINT, binary_version};
+    let path = match given {
+        Some(p) => absolute(p)?,
+        None => sys::find("nats-server")?,
+    };
+    let version = binary_version(&path).map_err(LabError::io(format!(
+        "running {} --version",
+        path.display()
+    )))?;
+    match version {
+        Some(v) if v.enforces_replicated_cas() => Ok(path),
+        found => Err(LabError::Usage(format!(
+            "{} is nats-server {}, which does not enforce compare-and-swap on the lab's \
+             3-replica buckets; the lab needs {MIN_REPLICATED_VERSION} or later: {UPGRADE_HINT}, \
+             then pass --nats-server PATH (or set HIVE_NATS_SERVER_CURRENT)",
+            path.display(),
+            found.map_or_else(|| "of unknown version".to_owned(), |v| v.to_string()),
+        ))),
     }
 }
 
@@ -103,6 +129,7 @@ pub fn up(options: &UpOptions) -> Result<LabState, LabError> {
         }
     }
     let hive_api = hive_api_binary(options.hive_api.as_deref())?;
+    let nats_server = nats_server_binary(options.nats_server.as_deref())?;
     std::fs::create_dir_all(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
     std::fs::write(
         dir.join(MARKER),
@@ -115,6 +142,7 @@ pub fn up(options: &UpOptions) -> Result<LabState, LabError> {
         nat: options.nat,
         metadata: options.metadata,
         hive_api,
+        nats_server,
         key_file: dir.join("encryption-key"),
         credentials: None,
         namespaces: Vec::new(),

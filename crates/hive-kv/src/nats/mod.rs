@@ -19,11 +19,27 @@
 //!
 //! Values are checked against the bucket's limit *before* publishing; the stream's own message
 //! limit is the value limit plus [`HEADER_ROOM`] so that the KV headers always fit.
+//!
+//! Two guarantees are checked rather than assumed:
+//! - **Replicated compare-and-swap.** A bucket with more than one replica is refused
+//!   ([`KvError::UnsupportedServer`], naming the fix) on a server older than
+//!   [`version::MIN_REPLICATED_VERSION`], whose replicated streams can accept two writers with
+//!   the same expectation; the version is the one the connected server reports, checked when a
+//!   bucket is bound and before every replicated write (a reconnect may land on another node).
+//!   Every server's "wrong last sequence" codes (10071, and 10164 on current servers) are a
+//!   [`KvError::RevisionConflict`], never an outage.
+//! - **Complete listings without a consumer per call.** [`Bucket::keys`] answers from a
+//!   per-bucket index that one long-lived ordered consumer keeps (see `index`), after one
+//!   stream-info request tells it how far to catch up.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, kv};
+use async_nats::jetstream::{
+    self,
+    context::{PublishError, PublishErrorKind},
+    kv,
+};
 use async_nats::{HeaderMap, ServerAddr};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -32,6 +48,11 @@ use futures::{StreamExt, TryStreamExt};
 
 use crate::port::{Bucket, BucketConfig, Entry, KvError, KvStore, Operation, Result, WatchFrom};
 use crate::validate::{matches_prefix, validate_bucket_name, validate_config, validate_key};
+
+mod index;
+pub mod version;
+
+use index::KeyIndex;
 
 /// Bytes the stream's message limit keeps above the value limit for the KV headers.
 pub const HEADER_ROOM: usize = 1024;
@@ -90,6 +111,20 @@ fn stream_name(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
 
+/// Whether a publish failed its `Nats-Expected-Last-Subject-Sequence`: the client's own kind
+/// (code 10071), or the code current servers answer instead (10164, "wrong last sequence"),
+/// which the client reports as `Other`.
+fn is_wrong_last_sequence(e: &PublishError) -> bool {
+    const WRONG_LAST_SEQUENCE_CONSTANT: jetstream::ErrorCode = jetstream::ErrorCode(10164);
+    e.kind() == PublishErrorKind::WrongLastSequence
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<jetstream::Error>())
+            .is_some_and(|s| {
+                s.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
+                    || s.error_code() == WRONG_LAST_SEQUENCE_CONSTANT
+            })
+}
+
 /// Whether a JetStream API error says the stream does not exist.
 fn is_stream_not_found(kind: &jetstream::context::GetStreamErrorKind) -> bool {
     matches!(kind, jetstream::context::GetStreamErrorKind::JetStream(e)
@@ -146,7 +181,33 @@ impl NatsStore {
         .await
     }
 
+    /// Waits (at most the operation timeout) until a new stream has a leader, so that the
+    /// first reads of a fresh replicated bucket are answered rather than timing out. Writes
+    /// retry by themselves while a stream has no leader; reads cannot tell, hence the wait.
+    async fn await_leader(&self, mut stream: jetstream::stream::Stream) {
+        let deadline = tokio::time::Instant::now() + self.options.op_timeout;
+        let mut pause = Duration::from_millis(10);
+        while tokio::time::Instant::now() < deadline {
+            let led = tokio::time::timeout_at(deadline, stream.info()).await;
+            match led {
+                Ok(Ok(info)) if info.cluster.as_ref().is_none_or(|c| c.leader.is_some()) => {
+                    return;
+                }
+                Err(_) => return,
+                Ok(_) => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(250));
+        }
+    }
+
+    /// The version string of the server this client is connected to.
+    pub fn server_version(&self) -> String {
+        self.client.server_info().version
+    }
+
     async fn bind(&self, config: BucketConfig) -> Result<Arc<dyn Bucket>> {
+        version::check_replication(&self.server_version(), config.replicas)?;
         let name = config.name.clone();
         let store = bounded(self.options.op_timeout, "bind bucket", async {
             self.js
@@ -160,6 +221,7 @@ impl NatsStore {
             store,
             js: self.js.clone(),
             timeout: self.options.op_timeout,
+            index: Arc::new(KeyIndex::new()),
             config,
         }))
     }
@@ -184,6 +246,7 @@ fn config_of(bucket: &str, info: &jetstream::stream::Config) -> BucketConfig {
 impl KvStore for NatsStore {
     async fn create_or_open(&self, config: &BucketConfig) -> Result<Arc<dyn Bucket>> {
         validate_config(config)?;
+        version::check_replication(&self.server_version(), config.replicas)?;
         let limit = crate::validate::value_limit(config);
         let max_payload = self.client.server_info().max_payload;
         if limit + HEADER_ROOM > max_payload {
@@ -219,14 +282,14 @@ impl KvStore for NatsStore {
             discard: jetstream::stream::DiscardPolicy::New,
             ..Default::default()
         };
-        bounded(self.options.op_timeout, "create bucket", async {
+        let stream = bounded(self.options.op_timeout, "create bucket", async {
             self.js
                 .get_or_create_stream(stream_config)
                 .await
-                .map(drop)
                 .map_err(|e| unavailable("create bucket", e))
         })
         .await?;
+        self.await_leader(stream).await;
         self.bind(config.clone()).await
     }
 
@@ -270,6 +333,13 @@ struct NatsBucket {
     subject_prefix: String,
     timeout: Duration,
     config: BucketConfig,
+    index: Arc<KeyIndex>,
+}
+
+impl Drop for NatsBucket {
+    fn drop(&mut self) {
+        self.index.stop();
+    }
 }
 
 fn operation(op: kv::Operation) -> Operation {
@@ -301,6 +371,11 @@ impl NatsBucket {
     ) -> Result<u64> {
         validate_key(key)?;
         crate::validate::validate_value(&self.config, &value)?;
+        // A reconnect may have landed on another node of the cluster: check the one we write to.
+        version::check_replication(
+            &self.js.client().server_info().version,
+            self.config.replicas,
+        )?;
         let mut headers = HeaderMap::new();
         if let Some(rev) = expected {
             headers.insert(EXPECTED_LAST_SUBJECT_SEQUENCE, rev.to_string().as_str());
@@ -314,35 +389,50 @@ impl NatsBucket {
             }
         }
         let subject = format!("{}{key}", self.subject_prefix);
-        let result = bounded(self.timeout, "publish", async {
-            let ack = self
-                .js
-                .publish_with_headers(subject, headers, value)
-                .await
-                .map_err(|e| (e.kind(), e.to_string()))
-                .map_err(|e| self.publish_error(key, expected, e))?
-                .await
-                .map_err(|e| (e.kind(), e.to_string()))
-                .map_err(|e| self.publish_error(key, expected, e))?;
-            Ok(ack.sequence)
-        })
-        .await;
-        match result {
-            Err(KvError::BucketNotFound(_)) => {
-                Err(self.read_error("publish", "no responders").await)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out =
+            || KvError::Unavailable(format!("nats publish: timed out after {:?}", self.timeout));
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let attempt = tokio::time::timeout_at(deadline, async {
+                let ack = self
+                    .js
+                    .publish_with_headers(subject.clone(), headers.clone(), value.clone())
+                    .await
+                    .map_err(|e| self.publish_error(key, expected, &e))?
+                    .await
+                    .map_err(|e| self.publish_error(key, expected, &e))?;
+                Ok(ack.sequence)
+            })
+            .await;
+            match attempt {
+                // No responders: nobody received the message, so sending it again cannot
+                // write it twice. Either the stream is gone, or it has no leader yet (just
+                // created, or failing over): then try again until the deadline.
+                Ok(Err(KvError::BucketNotFound(_))) => {
+                    let why = tokio::time::timeout_at(
+                        deadline,
+                        self.read_error("publish", "no responders"),
+                    )
+                    .await
+                    .unwrap_or_else(|_| timed_out());
+                    if matches!(why, KvError::BucketNotFound(_))
+                        || tokio::time::Instant::now() + pause >= deadline
+                    {
+                        return Err(why);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Ok(other) => return other,
+                Err(_) => return Err(timed_out()),
             }
-            other => other,
         }
     }
 
-    fn publish_error(
-        &self,
-        key: &str,
-        expected: Option<u64>,
-        (kind, message): (PublishErrorKind, String),
-    ) -> KvError {
-        match kind {
-            PublishErrorKind::WrongLastSequence => KvError::RevisionConflict {
+    fn publish_error(&self, key: &str, expected: Option<u64>, e: &PublishError) -> KvError {
+        match e.kind() {
+            _ if is_wrong_last_sequence(e) => KvError::RevisionConflict {
                 key: key.to_owned(),
                 expected: expected.unwrap_or(0),
                 actual: None,
@@ -354,7 +444,7 @@ impl NatsBucket {
                 size: 0,
                 limit: crate::validate::value_limit(&self.config),
             },
-            _ => KvError::Unavailable(format!("nats publish: {message}")),
+            _ => KvError::Unavailable(format!("nats publish: {e}")),
         }
     }
 
@@ -389,54 +479,23 @@ impl NatsBucket {
 }
 
 impl NatsBucket {
-    /// Every key whose latest entry is a put, complete. The client's own listing stops at the
-    /// first message the server reports with nothing pending, and the server can report that
-    /// too early (nats-server#4824; seen here as keys missing from a 3-replica bucket): this
-    /// one also reads on until it has seen as many subjects as the stream says it holds.
-    async fn live_keys(&self) -> std::result::Result<Vec<String>, String> {
+    /// Live keys from the index, caught up to the stream's last sequence at the time of the
+    /// call (see `index`).
+    async fn indexed_keys(&self, prefix: Option<&str>) -> std::result::Result<Vec<String>, String> {
         let mut stream = self.store.stream.clone();
-        let subjects = stream
+        let state = stream
             .info()
             .await
             .map_err(|e| e.to_string())?
             .state
-            .subjects_count;
-        if subjects == 0 {
+            .clone();
+        if state.messages == 0 {
             return Ok(Vec::new());
         }
-        let consumer = stream
-            .create_consumer(jetstream::consumer::push::OrderedConfig {
-                deliver_subject: self.js.client().new_inbox(),
-                description: Some("hive-kv key listing".to_owned()),
-                filter_subject: format!("{}>", self.subject_prefix),
-                headers_only: true,
-                replay_policy: jetstream::consumer::ReplayPolicy::Instant,
-                deliver_policy: jetstream::consumer::DeliverPolicy::LastPerSubject,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-        let mut seen = std::collections::HashSet::new();
-        let mut live = Vec::new();
-        while let Some(message) = messages.next().await {
-            let message = message.map_err(|e| e.to_string())?;
-            let pending = message.info().map_err(|e| e.to_string())?.pending;
-            if let Some(key) = message.subject.as_str().strip_prefix(&self.subject_prefix) {
-                let deleted = message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(KV_OPERATION))
-                    .is_some_and(|op| op.as_str() != "PUT");
-                if seen.insert(key.to_owned()) && !deleted {
-                    live.push(key.to_owned());
-                }
-            }
-            if pending == 0 && seen.len() as u64 >= subjects {
-                break;
-            }
-        }
-        Ok(live)
+        self.index
+            .ensure_following(&stream, &self.subject_prefix, self.js.client().new_inbox());
+        self.index.wait_for(state.last_sequence).await?;
+        Ok(self.index.live_keys(state.first_sequence, prefix))
     }
 }
 
@@ -520,19 +579,18 @@ impl Bucket for NatsBucket {
     }
 
     async fn keys(&self, prefix: Option<&str>) -> Result<Vec<String>> {
-        let got = tokio::time::timeout(self.timeout, self.live_keys()).await;
+        let got = tokio::time::timeout(self.timeout, self.indexed_keys(prefix)).await;
         match got {
-            Ok(Ok(mut keys)) => {
-                keys.retain(|k| matches_prefix(k, prefix));
-                keys.sort();
-                keys.dedup();
-                Ok(keys)
-            }
+            Ok(Ok(keys)) => Ok(keys),
             Ok(Err(e)) => Err(self.read_error("keys", e).await),
-            Err(_) => Err(KvError::Unavailable(format!(
-                "nats keys: timed out after {:?}",
-                self.timeout
-            ))),
+            Err(_) => {
+                // A follower that fell silent starts over at the next listing.
+                self.index.stop();
+                Err(KvError::Unavailable(format!(
+                    "nats keys: timed out after {:?}",
+                    self.timeout
+                )))
+            }
         }
     }
 
