@@ -270,7 +270,9 @@ impl RouterInner {
                 tracing::info!(code = e.code(), "authentication failed");
                 let outcome = Outcome {
                     service: Some(service),
-                    auth_failure: true,
+                    // A store that cannot answer is not a guess at a key: counting it would
+                    // throttle every client behind the address after an outage.
+                    auth_failure: e.status() < 500,
                     ..Outcome::default()
                 };
                 return error_response(&e, protocol, request_id, Some(outcome));
