@@ -290,8 +290,8 @@ impl Default for StorageConfig {
 pub use hive_vpc::config::VpcConfig;
 
 /// The `[node]` section: the node's name and tunnel address in a multi-node cluster
-/// ([`hive_vpc::config::NodeConfig`]).
-pub use hive_vpc::config::NodeConfig;
+/// ([`hive_vpc_store::nodes::NodeConfig`]).
+pub use hive_vpc_store::nodes::NodeConfig;
 
 /// The `[iam]` section of the setup guide.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

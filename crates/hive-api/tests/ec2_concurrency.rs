@@ -142,11 +142,11 @@ RESULT["statuses"] = {{str(k): v for k, v in STATUSES.items()}}
         let store = hive_kv::nats::NatsStore::connect(&cluster.urls(), Default::default())
             .await
             .expect("connect to nats");
-        let options = hive_vpc::repo::RepoOptions {
+        let options = hive_vpc_store::RepoOptions {
             replicas,
             ..Default::default()
         };
-        let repo = hive_vpc::repo::VpcRepo::open(&store, &options)
+        let repo = hive_vpc_store::VpcRepo::open(&store, &options)
             .await
             .expect("open the network repository");
         let vpcs = repo.list_vpcs("000000000000").await.expect("list vpcs");

@@ -16,15 +16,16 @@ use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_kv::testing::NatsServer;
 use hive_ovs::{Frame, L4, OvsSwitch, Sandbox, SandboxMode, Switch, TraceResult};
 use hive_vpc::compile::{NodeState, ROUTER_MAC, compile};
-use hive_vpc::config::{NodeConfig, VpcConfig};
+use hive_vpc::config::VpcConfig;
 use hive_vpc::eni::CreateInterface;
 use hive_vpc::flow::FlowProgram;
 use hive_vpc::model::{
     Direction, NetworkInterface, Peer, PortRange, Protocol, SecurityGroup, Subnet, VpcId,
 };
-use hive_vpc::repo::nodes::{NodeRegistry, tunnel_port_name};
-use hive_vpc::repo::{RepoOptions, VpcRepo};
 use hive_vpc::security_group::RuleSpec;
+use hive_vpc_store::nodes::NodeConfig;
+use hive_vpc_store::nodes::{NodeRegistry, tunnel_port_name};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 
 const BR: &str = "hive-vpc0";
 const ACCOUNT: &str = "000000000000";

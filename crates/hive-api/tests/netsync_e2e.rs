@@ -22,7 +22,7 @@ use hive_ovs::{OvsSwitch, Sandbox, SandboxMode, Switch, TraceResult};
 use hive_vpc::compile::ROUTER_MAC;
 use hive_vpc::config::VpcConfig;
 use hive_vpc::flow::FlowProgram;
-use hive_vpc::repo::{RepoOptions, VpcRepo};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 use serde_json::Value;
 
 const BR: &str = "hive-vpc0";

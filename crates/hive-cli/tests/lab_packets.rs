@@ -24,7 +24,7 @@ use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_vpc::compile::{NodeState, ROUTER_MAC};
 use hive_vpc::model::{MacAddr, NetworkInterfaceId, SecurityGroupId, SecurityGroupRuleId};
 use hive_vpc::reference::{self, CtState, L3, Packet, Reason, Transport};
-use hive_vpc::repo::{GatewayBinding, NodeBindings, RepoOptions, VpcRepo};
+use hive_vpc_store::{GatewayBinding, NodeBindings, RepoOptions, VpcRepo};
 use serde_json::{Value, json};
 
 use lab_support::{

@@ -8,10 +8,10 @@
 //! - [`flow`]: OpenFlow programs and the minimal diff between two of them;
 //! - the flow compiler that turns one node's desired state into the program for `hive-vpc0`,
 //!   and a reference model of AWS security-group semantics it is proven against;
-//! - [`repo`]: the persistent networking state over the `hive-kv` storage port, committing the
-//!   allocators' results with compare-and-swap. It is the only module that touches storage,
-//!   and only through the port (no tokio, sockets or files of its own); it draws ids and MACs
-//!   from the OS RNG.
+//!
+//! It must never know storage, buckets, HTTP, Open vSwitch commands, the clock or the OS RNG:
+//! `hive-vpc-store` keeps this state in `hive-kv` buckets and commits the allocators' results
+//! with compare-and-swap; `hive-ovs` installs the programs.
 
 pub mod compile;
 pub mod flow;
@@ -26,7 +26,6 @@ pub mod eni;
 pub mod error;
 pub mod ids;
 pub mod ipam;
-pub mod repo;
 pub mod security_group;
 pub mod vlan;
 pub mod vpc;

@@ -12,7 +12,7 @@
 
 use hive_iam::policy::RequestContext as PolicyRequest;
 use hive_vpc::model::{NetworkInterface, SecurityGroup, Subnet, Vpc, VpcId};
-use hive_vpc::repo::VpcRepo;
+use hive_vpc_store::VpcRepo;
 
 use super::render::Scope;
 use crate::app::App;
@@ -33,9 +33,9 @@ pub(crate) struct DescribeRequest<I> {
 }
 
 /// Longest tag key (EC2's tag restrictions; shared with the repository).
-const MAX_TAG_KEY: usize = hive_vpc::repo::MAX_TAG_KEY_LEN;
+const MAX_TAG_KEY: usize = hive_vpc_store::MAX_TAG_KEY_LEN;
 /// Longest tag value (EC2's tag restrictions).
-const MAX_TAG_VALUE: usize = hive_vpc::repo::MAX_TAG_VALUE_LEN;
+const MAX_TAG_VALUE: usize = hive_vpc_store::MAX_TAG_VALUE_LEN;
 
 /// One EC2 request being served.
 pub(crate) struct Call<'a> {

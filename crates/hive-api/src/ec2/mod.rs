@@ -1,5 +1,5 @@
 //! The EC2 service (API version 2016-11-15), VPC networking subset, over
-//! [`hive_vpc::repo::VpcRepo`].
+//! [`hive_vpc_store::VpcRepo`].
 //!
 //! Actions are split by resource (private modules): `vpcs`, `subnets`, `security_groups`
 //! (groups and rules), `interfaces` and `tags`; `filters` holds `Filter.N` matching and
@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use hive_vpc::error::VpcError;
-use hive_vpc::repo::{RepoOptions, VpcRepo};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 use tokio::sync::OnceCell;
 
 use crate::app::App;

@@ -10,8 +10,8 @@ use std::borrow::Cow;
 use hive_vpc::model::{
     Direction, Peer, SecurityGroup, SecurityGroupId, SecurityGroupRuleId, VpcId,
 };
-use hive_vpc::repo::GroupRule;
 use hive_vpc::security_group::{RuleSpec, check_peer_groups, parse_rule};
+use hive_vpc_store::GroupRule;
 
 use super::call::Call;
 use super::filters::{self, Filter};

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use hive_vpc::model::{Subnet, SubnetId, SubnetState, VpcId};
-use hive_vpc::repo::SubnetAttribute;
+use hive_vpc_store::SubnetAttribute;
 
 use super::call::Call;
 use super::filters::{self, Filter};

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 
-use hive_vpc::repo::{ResourceId, TagDescription};
+use hive_vpc_store::{ResourceId, TagDescription};
 
 use super::call::{Call, Resource, check_unique, parse_tag_selectors, parse_tags};
 use super::filters;

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use hive_vpc::model::{Vpc, VpcId, VpcState};
-use hive_vpc::repo::VpcAttribute;
+use hive_vpc_store::VpcAttribute;
 
 use super::call::Call;
 use super::filters::{self, Filter};

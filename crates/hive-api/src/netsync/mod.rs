@@ -39,7 +39,7 @@
 mod plane;
 mod source;
 
-pub use hive_vpc::repo::GatewayBinding;
+pub use hive_vpc_store::GatewayBinding;
 pub use plane::{NodePlane, converge_tunnels, remote_bindings, with_cluster};
 pub use source::SwitchFacts;
 
@@ -56,7 +56,7 @@ use hive_vpc::config::VpcConfig;
 use hive_vpc::error::VpcError;
 use hive_vpc::flow::FlowProgram;
 use hive_vpc::model::{MacAddr, NetworkInterfaceId};
-use hive_vpc::repo::VpcRepo;
+use hive_vpc_store::VpcRepo;
 use hyper::{HeaderMap, Method, StatusCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -508,7 +508,7 @@ pub async fn node_plane(
             ),
         })
     })?;
-    let registry = hive_vpc::repo::nodes::NodeRegistry::open(
+    let registry = hive_vpc_store::nodes::NodeRegistry::open(
         store,
         &config.node,
         config.storage.replicas.max(1),

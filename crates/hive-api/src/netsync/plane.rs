@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use hive_ovs::{OvsError, Switch, TunnelKey, TunnelKind, TunnelPort, TunnelSpec};
-use hive_vpc::config::NodeConfig;
 use hive_vpc::error::VpcError;
 use hive_vpc::model::NetworkInterfaceId;
-use hive_vpc::repo::nodes::{NodeRecord, NodeRegistry, PortBinding, tunnel_port_name};
+use hive_vpc_store::nodes::NodeConfig;
+use hive_vpc_store::nodes::{NodeRecord, NodeRegistry, PortBinding, tunnel_port_name};
 use time::OffsetDateTime;
 
 use super::SwitchFacts;

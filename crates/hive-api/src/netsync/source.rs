@@ -9,8 +9,8 @@ use futures::stream::BoxStream;
 use hive_ovs::{BoundPort, TunnelPort};
 use hive_vpc::compile::NodeState;
 use hive_vpc::model::NetworkInterfaceId;
-use hive_vpc::repo::nodes::NodeRegistry;
-use hive_vpc::repo::{GatewayBinding, NodeBindings, VpcRepo};
+use hive_vpc_store::nodes::NodeRegistry;
+use hive_vpc_store::{GatewayBinding, NodeBindings, VpcRepo};
 
 use super::NetSyncError;
 

@@ -17,8 +17,8 @@ use hive_vpc::model::{
     SecurityGroupRule, SubnetId, VpcId,
 };
 use hive_vpc::reference::{CtState, L3, Packet, Reason, Transport, decide};
-use hive_vpc::repo::{NodeBindings, RepoOptions, VpcRepo};
 use hive_vpc::security_group::{RuleInput, parse_rule};
+use hive_vpc_store::{NodeBindings, RepoOptions, VpcRepo};
 
 use crate::cli::{
     FlowsArgs, InterfaceCommand, RuleArgs, SecurityGroupCommand, SubnetCommand, TraceArgs,
@@ -470,7 +470,7 @@ async fn nodes(ctx: &Context, store: &dyn KvStore) -> Result<(), CliError> {
             format!("{age_ms} ms"),
             since.clone(),
         ]);
-        out.push(json!({"node": n.name, "tunnel_ip": n.tunnel_ip, "tunnel_type": n.tunnel_type, "bound_enis": bound, "heartbeat_age_ms": age_ms as u64, "started_at": since, "tunnel_port": hive_vpc::repo::nodes::tunnel_port_name(&n.name)}));
+        out.push(json!({"node": n.name, "tunnel_ip": n.tunnel_ip, "tunnel_type": n.tunnel_type, "bound_enis": bound, "heartbeat_age_ms": age_ms as u64, "started_at": since, "tunnel_port": hive_vpc_store::nodes::tunnel_port_name(&n.name)}));
     }
     ctx.printer.emit(&t, &out);
     Ok(())

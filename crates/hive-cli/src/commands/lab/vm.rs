@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hive_kv::nats::{NatsOptions, NatsStore};
 use hive_ovs::exec::Tool;
 use hive_vpc::model::NetworkInterfaceId;
-use hive_vpc::repo::{RepoOptions, VpcRepo};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 
 use super::error::LabError;
 use super::node::ovs;

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use hive_vpc::eni::CreateInterface;
 use hive_vpc::error::VpcError;
 use hive_vpc::model::{Direction, Peer};
-use hive_vpc::repo::VpcRepo;
+use hive_vpc_store::VpcRepo;
 use support::{ACCOUNT, Backend, Build, tcp_from_group};
 
 async fn three_repos(b: &Backend) -> Vec<VpcRepo> {

@@ -14,7 +14,7 @@ use futures::stream::BoxStream;
 use hive_kv::memory::MemoryStore;
 use hive_kv::{Bucket, BucketConfig, Entry, KvError, KvStore, WatchFrom};
 use hive_vpc::eni::CreateInterface;
-use hive_vpc::repo::{RepoOptions, VpcRepo};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 use support::{ACCOUNT, Build, assert_default_network_stored, code, snapshot};
 
 /// Which writes fail: (bucket name, operation).

@@ -2,8 +2,8 @@
 //! stream of changes that tells it to rebuild.
 
 use super::*;
-use crate::compile::RemoteInterface;
-use crate::model::Protocol;
+use hive_vpc::compile::RemoteInterface;
+use hive_vpc::model::Protocol;
 
 impl VpcRepo {
     /// The compiler's input for this node, from the stored state of every account and the
@@ -107,7 +107,7 @@ impl VpcRepo {
                 .chain(gateway.iter().map(|g| (g.vpc.clone(), g.ip)))
                 .collect();
             let mut keys_by_eni: BTreeMap<&str, String> = BTreeMap::new();
-            let all_keys = self.interfaces.keys(None).await?;
+            let all_keys = self.interfaces.keys(None).await.map_err(storage_error)?;
             for key in &all_keys {
                 if let Some((_, eni)) = key.split_once('.') {
                     keys_by_eni.insert(eni, key.clone());
@@ -201,7 +201,13 @@ impl VpcRepo {
         let Some(key) = keys_by_eni.get(eni.as_str()) else {
             return Ok(None);
         };
-        let Some(interface) = self.interfaces.get(key).await?.map(|v| v.value) else {
+        let Some(interface) = self
+            .interfaces
+            .get(key)
+            .await
+            .map_err(storage_error)?
+            .map(|v| v.value)
+        else {
             return Ok(None);
         };
         let in_subnet = subnets.iter().any(|s| {
@@ -234,11 +240,14 @@ impl VpcRepo {
         ];
         let mut streams = Vec::with_capacity(sources.len());
         for (kind, bucket) in sources {
-            let stream = bucket.watch(None, WatchFrom::Now).await?;
+            let stream = bucket
+                .watch(None, WatchFrom::Now)
+                .await
+                .map_err(storage_error)?;
             streams.push(
                 stream
                     .map(move |entry| {
-                        entry.map_err(VpcError::from).map(|e| VpcChange {
+                        entry.map_err(storage_error).map(|e| VpcChange {
                             kind,
                             key: e.key,
                             revision: e.revision,

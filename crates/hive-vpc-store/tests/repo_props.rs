@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use hive_kv::memory::MemoryStore;
 use hive_vpc::eni::CreateInterface;
 use hive_vpc::model::NetworkInterfaceId;
-use hive_vpc::repo::{RepoOptions, VpcRepo};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 use proptest::prelude::*;
 use support::{ACCOUNT, Build, snapshot};
 

@@ -28,11 +28,10 @@ use hive_kv::{Bucket, BucketConfig, KvStore, TypedBucket, WatchFrom};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::list_values;
-use crate::compile::fnv1a64;
-use crate::config::NodeConfig;
-use crate::error::VpcError;
-use crate::model::NetworkInterfaceId;
+use super::{list_values, storage_error};
+use hive_vpc::compile::fnv1a64;
+use hive_vpc::error::VpcError;
+use hive_vpc::model::NetworkInterfaceId;
 
 /// Default name of the node registry bucket.
 pub const DEFAULT_NODES_BUCKET: &str = "hive-vpc-nodes";
@@ -135,8 +134,11 @@ impl NodeRegistry {
     ) -> Result<Self, VpcError> {
         let [nodes, bindings] = Self::bucket_configs(config, replicas);
         Ok(Self::new(
-            store.create_or_open(&nodes).await?,
-            store.create_or_open(&bindings).await?,
+            store.create_or_open(&nodes).await.map_err(storage_error)?,
+            store
+                .create_or_open(&bindings)
+                .await
+                .map_err(storage_error)?,
         ))
     }
 
@@ -150,13 +152,16 @@ impl NodeRegistry {
 
     /// Announce `record` (a heartbeat): the node stays alive for the bucket's TTL.
     pub async fn heartbeat(&self, record: &NodeRecord) -> Result<(), VpcError> {
-        self.nodes.put(&record.name, record).await?;
+        self.nodes
+            .put(&record.name, record)
+            .await
+            .map_err(storage_error)?;
         Ok(())
     }
 
     /// Withdraw a node at once (a clean decommission; a stopped node simply expires).
     pub async fn forget_node(&self, name: &str) -> Result<(), VpcError> {
-        self.nodes.delete(name, None).await?;
+        self.nodes.delete(name, None).await.map_err(storage_error)?;
         Ok(())
     }
 
@@ -199,17 +204,25 @@ impl NodeRegistry {
                 node: node.to_owned(),
                 bound_at: OffsetDateTime::now_utc(),
             };
-            self.bindings.put(eni.as_str(), &binding).await?;
+            self.bindings
+                .put(eni.as_str(), &binding)
+                .await
+                .map_err(storage_error)?;
             changes.bound.push(eni.clone());
         }
         for (eni, binding) in &current {
             if binding.node == node && !local.contains(eni) {
                 // At the revision read: a binding another node took meanwhile stays.
-                match self.bindings.get(eni.as_str()).await? {
+                match self
+                    .bindings
+                    .get(eni.as_str())
+                    .await
+                    .map_err(storage_error)?
+                {
                     Some(v) if v.value.node == node => {
                         match self.bindings.delete(eni.as_str(), Some(v.revision)).await {
                             Ok(()) | Err(hive_kv::KvError::RevisionConflict { .. }) => {}
-                            Err(e) => return Err(e.into()),
+                            Err(e) => return Err(storage_error(e)),
                         }
                         changes.unbound.push(eni.clone());
                     }
@@ -224,11 +237,131 @@ impl NodeRegistry {
     pub async fn watch_bindings(
         &self,
     ) -> Result<BoxStream<'static, Result<(), VpcError>>, VpcError> {
-        let stream = self.bindings.bucket().watch(None, WatchFrom::Now).await?;
+        let stream = self
+            .bindings
+            .bucket()
+            .watch(None, WatchFrom::Now)
+            .await
+            .map_err(storage_error)?;
         Ok(stream
-            .map(|entry| entry.map(|_| ()).map_err(VpcError::from))
+            .map(|entry| entry.map(|_| ()).map_err(storage_error))
             .boxed())
     }
+}
+
+/// The `[node]` section of `hive.toml`: who this node is in a multi-node cluster.
+///
+/// ```toml
+/// [node]
+/// name = ""              # empty: the host name
+/// tunnel_ip = "192.0.2.10"  # underlay address; unset: no tunnels (a single node)
+/// tunnel_type = "vxlan"  # or "geneve"
+/// heartbeat_ms = 1000
+/// node_ttl_ms = 5000     # a node silent this long is gone (the nodes bucket's TTL)
+/// ```
+///
+/// Every node of a cluster shares one JetStream; each announces itself every `heartbeat_ms`
+/// and reaches the interfaces bound on other live nodes through one tunnel port per node.
+/// `node_ttl_ms` is the nodes bucket's TTL, fixed when the first node creates the bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name, unique in the cluster; empty means the host name.
+    pub name: String,
+    /// The node's underlay address, the remote end of other nodes' tunnels to it.
+    pub tunnel_ip: Option<std::net::IpAddr>,
+    /// Tunnel encapsulation: `vxlan` or `geneve`.
+    pub tunnel_type: String,
+    /// How often the node announces itself.
+    pub heartbeat_ms: u64,
+    /// How long after its last heartbeat a node counts as gone.
+    pub node_ttl_ms: u64,
+    /// The node registry bucket.
+    pub kv_bucket_nodes: String,
+    /// The port bindings bucket.
+    pub kv_bucket_bindings: String,
+}
+
+/// The tunnel types `[node] tunnel_type` accepts.
+pub const TUNNEL_TYPES: [&str; 2] = ["vxlan", "geneve"];
+
+/// Longest node name (a KV key and a log field; host names are at most 63 per label).
+const MAX_NODE_NAME: usize = 63;
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            tunnel_ip: None,
+            tunnel_type: "vxlan".to_owned(),
+            heartbeat_ms: 1000,
+            node_ttl_ms: 5000,
+            kv_bucket_nodes: DEFAULT_NODES_BUCKET.to_owned(),
+            kv_bucket_bindings: DEFAULT_BINDINGS_BUCKET.to_owned(),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Check the settings.
+    pub fn validate(&self) -> Result<(), VpcError> {
+        let bad = |field: &'static str, reason: String| VpcError::InvalidConfig { field, reason };
+        if !self.name.is_empty() && !valid_node_name(&self.name) {
+            return Err(bad(
+                "name",
+                format!(
+                    "{:?} must be 1 to {MAX_NODE_NAME} characters of [A-Za-z0-9._-]",
+                    self.name
+                ),
+            ));
+        }
+        if !TUNNEL_TYPES.contains(&self.tunnel_type.as_str()) {
+            return Err(bad(
+                "tunnel_type",
+                format!("{:?} must be vxlan or geneve", self.tunnel_type),
+            ));
+        }
+        if let Some(ip) = self.tunnel_ip
+            && (ip.is_unspecified() || ip.is_loopback() || ip.is_multicast())
+        {
+            return Err(bad(
+                "tunnel_ip",
+                format!("{ip} cannot be reached by other nodes"),
+            ));
+        }
+        if self.heartbeat_ms < 100 {
+            return Err(bad("heartbeat_ms", "must be at least 100".into()));
+        }
+        if self.node_ttl_ms < 2 * self.heartbeat_ms {
+            return Err(bad(
+                "node_ttl_ms",
+                format!(
+                    "{} must be at least twice heartbeat_ms ({}), or a slow heartbeat would make the node flap",
+                    self.node_ttl_ms, self.heartbeat_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The node's name: `[node] name`, or `hostname` when that is empty (and usable).
+    pub fn resolved_name(&self, hostname: &str) -> Option<String> {
+        let name = if self.name.is_empty() {
+            hostname.trim()
+        } else {
+            self.name.as_str()
+        };
+        valid_node_name(name).then(|| name.to_owned())
+    }
+}
+
+fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 #[cfg(test)]

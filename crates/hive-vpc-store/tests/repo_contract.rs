@@ -17,10 +17,10 @@ use hive_vpc::model::{
     Direction, InterfaceStatus, NetworkInterfaceId, Peer, PortRange, Protocol, SecurityGroupId,
     SecurityGroupRule, SecurityGroupRuleId, VpcId,
 };
-use hive_vpc::repo::{
+use hive_vpc::vlan::VlanPool;
+use hive_vpc_store::{
     GatewayBinding, NodeBindings, RecordKind, ResourceId, SubnetAttribute, VpcAttribute,
 };
-use hive_vpc::vlan::VlanPool;
 use support::{
     ACCOUNT, Backend, Build, OTHER, assert_default_network_stored, code, snapshot, tag,
     tcp_from_cidr, tcp_from_group,

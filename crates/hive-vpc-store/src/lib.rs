@@ -60,7 +60,7 @@
 //! use hive_kv::memory::MemoryStore;
 //! use hive_vpc::config::VpcConfig;
 //! use hive_vpc::eni::CreateInterface;
-//! use hive_vpc::repo::{NodeBindings, RepoOptions, VpcRepo};
+//! use hive_vpc_store::{NodeBindings, RepoOptions, VpcRepo};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 //! let store = MemoryStore::new();
@@ -104,21 +104,21 @@ use rand::rngs::OsRng;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cidr::{check_subnet_cidr, parse_cidr, parse_vpc_cidr};
-use crate::compile::{GatewayPort, LocalPort, NodeState, SubnetSpec, VpcSpec};
-use crate::config::VpcConfig;
-use crate::eni::{CreateInterface, allocate_mac, resolve_groups};
-use crate::error::VpcError;
-use crate::model::{
+use hive_vpc::cidr::{check_subnet_cidr, parse_cidr, parse_vpc_cidr};
+use hive_vpc::compile::{GatewayPort, LocalPort, NodeState, SubnetSpec, VpcSpec};
+use hive_vpc::config::VpcConfig;
+use hive_vpc::eni::{CreateInterface, allocate_mac, resolve_groups};
+use hive_vpc::error::VpcError;
+use hive_vpc::model::{
     Direction, InterfaceStatus, MacAddr, NetworkInterface, NetworkInterfaceId, Peer, SecurityGroup,
     SecurityGroupId, SecurityGroupRule, SecurityGroupRuleId, Subnet, SubnetId, Vpc, VpcId,
 };
-use crate::security_group::{
+use hive_vpc::security_group::{
     self, DEFAULT_GROUP_NAME, Revoked, RuleSpec, check_group_deletable, check_peer_groups,
     default_security_group, new_security_group,
 };
-use crate::vlan::{DEFAULT_VPC_VLAN, VlanPool};
-use crate::vpc::{DefaultNetwork, NewVpc, check_subnet_deletable, default_network};
+use hive_vpc::vlan::{DEFAULT_VPC_VLAN, VlanPool};
+use hive_vpc::vpc::{DefaultNetwork, NewVpc, check_subnet_deletable, default_network};
 
 pub mod nodes;
 mod switch;
@@ -247,11 +247,20 @@ impl VpcBuckets {
     ) -> Result<Self, VpcError> {
         let [vpcs, subnets, groups, interfaces, allocations] = names.configs(replicas);
         Ok(Self {
-            vpcs: store.create_or_open(&vpcs).await?,
-            subnets: store.create_or_open(&subnets).await?,
-            security_groups: store.create_or_open(&groups).await?,
-            interfaces: store.create_or_open(&interfaces).await?,
-            allocations: store.create_or_open(&allocations).await?,
+            vpcs: store.create_or_open(&vpcs).await.map_err(storage_error)?,
+            subnets: store
+                .create_or_open(&subnets)
+                .await
+                .map_err(storage_error)?,
+            security_groups: store.create_or_open(&groups).await.map_err(storage_error)?,
+            interfaces: store
+                .create_or_open(&interfaces)
+                .await
+                .map_err(storage_error)?,
+            allocations: store
+                .create_or_open(&allocations)
+                .await
+                .map_err(storage_error)?,
         })
     }
 }
@@ -419,13 +428,14 @@ pub struct VpcChange {
     pub deleted: bool,
 }
 
-impl From<KvError> for VpcError {
-    fn from(e: KvError) -> Self {
+/// A storage failure as the network core names it: this crate owns the mapping.
+pub fn storage_error(e: KvError) -> VpcError {
+    {
         match e {
-            KvError::Unavailable(m) => Self::StorageUnavailable(m),
-            KvError::Codec(m) => Self::CorruptState(m),
-            KvError::RevisionConflict { key, .. } => Self::Busy(key),
-            other => Self::Storage(other.to_string()),
+            KvError::Unavailable(m) => VpcError::StorageUnavailable(m),
+            KvError::Codec(m) => VpcError::CorruptState(m),
+            KvError::RevisionConflict { key, .. } => VpcError::Busy(key),
+            other => VpcError::Storage(other.to_string()),
         }
     }
 }
@@ -603,6 +613,31 @@ impl fmt::Debug for VpcRepo {
     }
 }
 
+/// A [`VpcError`] that [`TypedBucket::update_with`] can carry (it wants `From<KvError>`).
+struct Failed(VpcError);
+
+impl From<KvError> for Failed {
+    fn from(e: KvError) -> Self {
+        Self(storage_error(e))
+    }
+}
+
+/// [`TypedBucket::update_with`] with the network core's errors.
+async fn update<T, F>(
+    bucket: &TypedBucket<T>,
+    key: &str,
+    mut change: F,
+) -> Result<Versioned<T>, VpcError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync,
+    F: FnMut(Option<T>) -> Result<T, VpcError> + Send,
+{
+    bucket
+        .update_with(key, |current: Option<T>| change(current).map_err(Failed))
+        .await
+        .map_err(|Failed(e)| e)
+}
+
 /// Read-modify-write of an existing record with compare-and-swap and retry; `missing` when
 /// the record is absent. An error from `change` writes nothing.
 async fn modify<T, F>(
@@ -615,15 +650,14 @@ where
     T: Serialize + DeserializeOwned + Send + Sync,
     F: FnMut(&mut T) -> Result<(), VpcError> + Send,
 {
-    bucket
-        .update_with(key, |current: Option<T>| match current {
-            None => Err(missing.clone()),
-            Some(mut value) => {
-                change(&mut value)?;
-                Ok(value)
-            }
-        })
-        .await
+    update(bucket, key, |current: Option<T>| match current {
+        None => Err(missing.clone()),
+        Some(mut value) => {
+            change(&mut value)?;
+            Ok(value)
+        }
+    })
+    .await
 }
 
 /// Deletes a record at the revision `check` approved; returns what was deleted.
@@ -638,12 +672,16 @@ where
     C: Fn(&T) -> Result<(), VpcError> + Send + Sync,
 {
     for _ in 0..CAS_RETRIES {
-        let current = bucket.get(key).await?.ok_or_else(|| missing.clone())?;
+        let current = bucket
+            .get(key)
+            .await
+            .map_err(storage_error)?
+            .ok_or_else(|| missing.clone())?;
         check(&current.value)?;
         match bucket.delete(key, Some(current.revision)).await {
             Ok(()) => return Ok(current.value),
             Err(KvError::RevisionConflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(storage_error(e)),
         }
     }
     Err(VpcError::Busy(key.to_owned()))
@@ -661,7 +699,7 @@ async fn list_values<T>(
 where
     T: Serialize + DeserializeOwned + Send + Sync,
 {
-    let keys = bucket.keys(prefix).await?;
+    let keys = bucket.keys(prefix).await.map_err(storage_error)?;
     // Owned keys and bucket handles: a stream of futures borrowing from a closure's argument
     // would not be `Send` for every lifetime, and callers run on multi-threaded runtimes.
     let reads = keys.clone().into_iter().map(|key| {
@@ -671,7 +709,8 @@ where
     let values: Vec<Option<Versioned<T>>> = futures::stream::iter(reads)
         .buffered(LIST_CONCURRENCY)
         .try_collect()
-        .await?;
+        .await
+        .map_err(storage_error)?;
     Ok(keys
         .into_iter()
         .zip(values)
@@ -733,13 +772,12 @@ impl VpcRepo {
 
     async fn allocate_vlan(&self) -> Result<u16, VpcError> {
         let mut vlan = 0;
-        self.vlans
-            .update_with(VLANS_KEY, |pool: Option<VlanPool>| {
-                let mut pool = pool.unwrap_or_default();
-                vlan = pool.allocate()?;
-                Ok::<_, VpcError>(pool)
-            })
-            .await?;
+        update(&self.vlans, VLANS_KEY, |pool: Option<VlanPool>| {
+            let mut pool = pool.unwrap_or_default();
+            vlan = pool.allocate()?;
+            Ok(pool)
+        })
+        .await?;
         Ok(vlan)
     }
 
@@ -747,16 +785,15 @@ impl VpcRepo {
         if vlan == DEFAULT_VPC_VLAN {
             return Ok(());
         }
-        self.vlans
-            .update_with(VLANS_KEY, |pool: Option<VlanPool>| {
-                let mut pool = pool.unwrap_or_default();
-                // Already free (an earlier, interrupted deletion): the goal is reached.
-                if pool.is_allocated(vlan) {
-                    pool.release(vlan)?;
-                }
-                Ok::<_, VpcError>(pool)
-            })
-            .await?;
+        update(&self.vlans, VLANS_KEY, |pool: Option<VlanPool>| {
+            let mut pool = pool.unwrap_or_default();
+            // Already free (an earlier, interrupted deletion): the goal is reached.
+            if pool.is_allocated(vlan) {
+                pool.release(vlan)?;
+            }
+            Ok(pool)
+        })
+        .await?;
         Ok(())
     }
 
@@ -772,7 +809,7 @@ impl VpcRepo {
             {
                 Ok(_) => return Ok(mac),
                 Err(KvError::AlreadyExists { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(storage_error(e)),
             }
         }
         Err(VpcError::MacExhausted)
@@ -781,7 +818,7 @@ impl VpcRepo {
     async fn release_mac(&self, mac: &MacAddr) -> Result<(), VpcError> {
         match self.buckets.allocations.delete(&mac_key(mac), None).await {
             Ok(()) | Err(KvError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage_error(e)),
         }
     }
 
@@ -813,7 +850,7 @@ impl VpcRepo {
         config.validate()?;
         let claim_key = format!("default.{account_id}");
         let mut created = false;
-        let claim = match self.claims.get(&claim_key).await? {
+        let claim = match self.claims.get(&claim_key).await.map_err(storage_error)? {
             Some(existing) => existing.value,
             None => {
                 let vlan = self.default_vlan_for(account_id).await?;
@@ -835,7 +872,8 @@ impl VpcRepo {
                         self.release_vlan(vlan).await?;
                         self.claims
                             .get(&claim_key)
-                            .await?
+                            .await
+                            .map_err(storage_error)?
                             .ok_or_else(|| {
                                 VpcError::Storage(format!("{claim_key} vanished after a race"))
                             })?
@@ -843,7 +881,7 @@ impl VpcRepo {
                     }
                     Err(e) => {
                         let _ = self.release_vlan(vlan).await;
-                        return Err(e.into());
+                        return Err(storage_error(e));
                     }
                 }
             }
@@ -876,14 +914,14 @@ impl VpcRepo {
         {
             Ok(_) => Ok(DEFAULT_VPC_VLAN),
             Err(KvError::AlreadyExists { .. }) => {
-                let owner = alloc.get(DEFAULT_VLAN_KEY).await?;
+                let owner = alloc.get(DEFAULT_VLAN_KEY).await.map_err(storage_error)?;
                 if owner.is_some_and(|e| e.value.as_ref() == account_id.as_bytes()) {
                     Ok(DEFAULT_VPC_VLAN)
                 } else {
                     self.allocate_vlan().await
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage_error(e)),
         }
     }
 
@@ -906,7 +944,7 @@ impl VpcRepo {
         // exists, and an interrupted bootstrap is finished by the next one.
         let created = |written: Result<u64, KvError>| match written {
             Ok(_) | Err(KvError::AlreadyExists { .. }) => Ok(()),
-            Err(e) => Err(VpcError::from(e)),
+            Err(e) => Err(storage_error(e)),
         };
         created(
             self.groups
@@ -931,11 +969,21 @@ impl VpcRepo {
     /// The account's default VPC, if it exists.
     pub async fn default_vpc(&self, account_id: &str) -> Result<Option<Vpc>, VpcError> {
         check_account(account_id)?;
-        let Some(claim) = self.claims.get(&format!("default.{account_id}")).await? else {
+        let Some(claim) = self
+            .claims
+            .get(&format!("default.{account_id}"))
+            .await
+            .map_err(storage_error)?
+        else {
             return Ok(None);
         };
         let key = record_key(account_id, claim.value.vpc.id.as_str());
-        Ok(self.vpcs.get(&key).await?.map(|r| r.value.vpc))
+        Ok(self
+            .vpcs
+            .get(&key)
+            .await
+            .map_err(storage_error)?
+            .map(|r| r.value.vpc))
     }
 
     // ----- VPCs -------------------------------------------------------------------------
@@ -965,7 +1013,7 @@ impl VpcRepo {
         };
         if let Err(e) = self.groups.create(&group_key, &group).await {
             let _ = self.release_vlan(vlan).await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         let record = VpcRecord {
             vpc: vpc.clone(),
@@ -979,7 +1027,7 @@ impl VpcRepo {
         {
             let _ = self.groups.delete(&group_key, None).await;
             let _ = self.release_vlan(vlan).await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         Ok(NewVpc { vpc, default_group })
     }
@@ -989,7 +1037,8 @@ impl VpcRepo {
         let id = VpcId::parse(id.as_str())?;
         self.vpcs
             .get(&record_key(account_id, id.as_str()))
-            .await?
+            .await
+            .map_err(storage_error)?
             .map(|v| v.value)
             .ok_or_else(|| id.not_found())
     }
@@ -1040,7 +1089,8 @@ impl VpcRepo {
         for group in record.groups.keys() {
             self.groups
                 .delete(&record_key(account_id, group.as_str()), None)
-                .await?;
+                .await
+                .map_err(storage_error)?;
         }
         self.release_vlan(record.vpc.vlan).await
     }
@@ -1129,7 +1179,7 @@ impl VpcRepo {
             .await
         {
             self.unreserve_subnet(account_id, &vpc_id, &subnet.id).await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         Ok(subnet)
     }
@@ -1154,7 +1204,8 @@ impl VpcRepo {
         let id = SubnetId::parse(id.as_str())?;
         self.subnets
             .get(&record_key(account_id, id.as_str()))
-            .await?
+            .await
+            .map_err(storage_error)?
             .map(|v| v.value)
             .ok_or_else(|| id.not_found())
     }
@@ -1258,7 +1309,7 @@ impl VpcRepo {
             .await
         {
             self.unreserve_group(account_id, &vpc_id, &group.id).await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         Ok(group)
     }
@@ -1286,7 +1337,8 @@ impl VpcRepo {
         let id = SecurityGroupId::parse(id.as_str())?;
         self.groups
             .get(&record_key(account_id, id.as_str()))
-            .await?
+            .await
+            .map_err(storage_error)?
             .ok_or_else(|| id.not_found())
     }
 
@@ -1322,7 +1374,7 @@ impl VpcRepo {
     ) -> Result<SecurityGroup, VpcError> {
         check_account(account_id)?;
         let not_found = || VpcError::NotFound {
-            kind: crate::error::ResourceKind::SecurityGroup,
+            kind: hive_vpc::error::ResourceKind::SecurityGroup,
             id: truncated(name),
         };
         let vpc_id = match vpc_id {
@@ -1396,7 +1448,10 @@ impl VpcRepo {
             .await;
             return Err(e);
         }
-        self.groups.delete(&key, None).await?;
+        self.groups
+            .delete(&key, None)
+            .await
+            .map_err(storage_error)?;
         self.unreserve_group(account_id, &current.group.vpc_id, id)
             .await;
         Ok(())
@@ -1554,7 +1609,7 @@ impl VpcRepo {
             }
         } else {
             let distinct: BTreeSet<&SecurityGroupId> = requested.iter().collect();
-            if distinct.len() > crate::eni::MAX_GROUPS_PER_INTERFACE {
+            if distinct.len() > hive_vpc::eni::MAX_GROUPS_PER_INTERFACE {
                 return Err(VpcError::SecurityGroupsPerInterfaceLimitExceeded);
             }
             for id in distinct {
@@ -1649,7 +1704,7 @@ impl VpcRepo {
         };
         if let Err(e) = self.interfaces.create(&key, &interface).await {
             undo.await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         // A group being deleted concurrently may have missed this interface: back out.
         match self.first_dead_group(account_id, &interface.groups).await {
@@ -1677,7 +1732,8 @@ impl VpcRepo {
         let id = NetworkInterfaceId::parse(id.as_str())?;
         self.interfaces
             .get(&record_key(account_id, id.as_str()))
-            .await?
+            .await
+            .map_err(storage_error)?
             .map(|v| v.value)
             .ok_or_else(|| id.not_found())
     }
@@ -1802,9 +1858,9 @@ impl VpcRepo {
         id: &NetworkInterfaceId,
     ) -> Result<Option<(String, NetworkInterface)>, VpcError> {
         let suffix = format!(".{id}");
-        for key in self.interfaces.keys(None).await? {
+        for key in self.interfaces.keys(None).await.map_err(storage_error)? {
             if let Some(account) = key.strip_suffix(&suffix)
-                && let Some(found) = self.interfaces.get(&key).await?
+                && let Some(found) = self.interfaces.get(&key).await.map_err(storage_error)?
             {
                 return Ok(Some((account.to_owned(), found.value)));
             }
@@ -1945,12 +2001,12 @@ mod tests {
 
     #[test]
     fn storage_errors_map_to_server_faults() {
-        let e = VpcError::from(KvError::Unavailable("timeout".into()));
+        let e = storage_error(KvError::Unavailable("timeout".into()));
         assert_eq!(
             (e.code(), e.is_client_error()),
             ("ServiceUnavailable", false)
         );
-        let e = VpcError::from(KvError::RevisionConflict {
+        let e = storage_error(KvError::RevisionConflict {
             key: "k".into(),
             expected: 1,
             actual: Some(2),
@@ -1959,9 +2015,9 @@ mod tests {
             (e.code(), e.is_client_error()),
             ("RequestLimitExceeded", false)
         );
-        let e = VpcError::from(KvError::Codec("bad".into()));
+        let e = storage_error(KvError::Codec("bad".into()));
         assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
-        let e = VpcError::from(KvError::BucketNotFound("b".into()));
+        let e = storage_error(KvError::BucketNotFound("b".into()));
         assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
     }
 

@@ -17,9 +17,9 @@ use hive_vpc::error::VpcError;
 use hive_vpc::model::{
     Direction, NetworkInterface, SecurityGroup, SecurityGroupId, Subnet, SubnetId, VpcId,
 };
-use hive_vpc::repo::{RepoOptions, VpcRepo};
 use hive_vpc::security_group::{RuleInput, RuleSpec, parse_rule};
 use hive_vpc::vpc::{DefaultNetwork, NewVpc};
+use hive_vpc_store::{RepoOptions, VpcRepo};
 
 /// The account most tests act in.
 pub const ACCOUNT: &str = "000000000000";
