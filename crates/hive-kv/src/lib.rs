@@ -58,8 +58,10 @@
 
 pub mod iam;
 pub mod memory;
+#[cfg(feature = "nats")]
 pub mod nats;
 mod port;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
