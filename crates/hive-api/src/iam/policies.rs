@@ -14,18 +14,14 @@
 //! Pagination (`Marker`/`MaxItems`) is by position in the listing; the marker is opaque to
 //! clients.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-
 use hive_iam::error::IamError;
 use hive_iam::identity::{
     DEFAULT_ACCOUNT_ID, EntityKind, GroupRecord, PolicyRecord, PolicyVersion, RoleRecord, Tag,
     UserRecord, arn, derived_unique_id, parse_arn, validate_name, validate_path,
 };
+use hive_iam::policy::simulate::{SimOutcome, SimSource, Simulation};
 use hive_iam::policy::{
-    ActionSpec, Authorizer, CompiledPolicy, Decision, DecisionEffect, PolicyDocument, PolicyError,
-    PolicyKind, PolicySet, PolicySource, Principal as PolicyPrincipal,
-    RequestContext as PolicyRequest, SizeLimit, validate_size, wildcard,
+    PolicyDocument, PolicyError, PolicyKind, Principal as PolicyPrincipal, SizeLimit, validate_size,
 };
 use hive_iam::repo::{PolicyEntity, PolicyUsage, Target};
 
@@ -980,141 +976,67 @@ async fn delete_inline_policy(
 }
 
 // ----- simulation -------------------------------------------------------------------------
-
-/// One policy taking part in a simulation, with the identity the simulator reports for it.
-struct SimPolicy {
-    /// `SourcePolicyId`: a policy name, or `PolicyInputList.N` for a supplied document.
-    id: String,
-    /// `SourcePolicyType`: `user`, `group`, `role`, `user-managed`, `resource`, or
-    /// `IAM Policy` for supplied documents (what IAM answers there).
-    kind: &'static str,
-    compiled: Arc<CompiledPolicy>,
-}
-
-/// The policies of a simulation. Each is compiled under its index in `table`, so that a
-/// matched statement leads back to its source.
-#[derive(Default)]
-struct Simulation {
-    table: Vec<SimPolicy>,
-    identity: Vec<usize>,
-    boundary: Option<Vec<usize>>,
-    resource: Option<usize>,
-    /// `PolicyExclusionList`: managed policy ARNs left out of the simulation.
-    excluded_arns: Vec<String>,
-    /// `PolicyExclusionList`: inline policies left out, as (attachment type, entity, policy).
-    excluded_inline: Vec<(String, String, String)>,
-}
+// The decisions are `hive_iam::policy::simulate`'s; here: the request's parameters, the stored
+// policies of the simulated entity, and the response.
 
 /// A supplied document that does not parse: the simulator reports `InvalidInput`.
 fn simulation_input_error(list: &str, n: usize, e: PolicyError) -> ApiError {
     invalid_input(format!("{list}.{n}: {e}"))
 }
 
-impl Simulation {
-    fn add(
-        &mut self,
-        id: String,
-        kind: &'static str,
-        text: &str,
-        doc_kind: PolicyKind,
-    ) -> Result<usize, PolicyError> {
-        let index = self.table.len();
-        let compiled = CompiledPolicy::parse(&index.to_string(), text, doc_kind)?;
-        self.table.push(SimPolicy {
-            id,
-            kind,
-            compiled: Arc::new(compiled),
-        });
-        Ok(index)
+/// A stored policy: one that no longer parses is left out (it grants nothing), and logged.
+fn add_stored(sim: &mut Simulation, id: &str, source: SimSource, text: &str) {
+    if let Err(e) = sim.add_identity(id, source, text) {
+        tracing::warn!(error = %e, "stored policy does not parse; left out of the simulation");
     }
+}
 
-    /// A stored policy; one that no longer parses is left out (it grants nothing), and logged.
-    fn add_stored(&mut self, id: String, kind: &'static str, text: &str) -> Option<usize> {
-        match self.add(id, kind, text, PolicyKind::Identity) {
-            Ok(i) => Some(i),
-            Err(e) => {
-                tracing::warn!(error = %e, "stored policy does not parse; left out of the simulation");
-                None
-            }
-        }
-    }
-
-    fn add_identity_stored(&mut self, id: String, kind: &'static str, text: &str) {
-        if let Some(i) = self.add_stored(id, kind, text) {
-            self.identity.push(i);
-        }
-    }
-
-    /// `PolicyInputList` and `PermissionsBoundaryPolicyInputList` (which replaces any stored
-    /// boundary), and `ResourcePolicy`.
-    fn add_supplied(&mut self, params: &Params) -> Result<(), ApiError> {
-        for (n, text) in params.members("PolicyInputList")?.into_iter().enumerate() {
-            let id = format!("PolicyInputList.{}", n + 1);
-            let i = self
-                .add(id, "IAM Policy", text, PolicyKind::Identity)
-                .map_err(|e| simulation_input_error("PolicyInputList", n + 1, e))?;
-            self.identity.push(i);
-        }
-        let boundaries = params.members("PermissionsBoundaryPolicyInputList")?;
-        if !boundaries.is_empty() {
-            let mut set = Vec::new();
-            for (n, text) in boundaries.into_iter().enumerate() {
-                let id = format!("PermissionsBoundaryPolicyInputList.{}", n + 1);
-                let i = self
-                    .add(id, "IAM Policy", text, PolicyKind::Identity)
-                    .map_err(|e| {
-                        simulation_input_error("PermissionsBoundaryPolicyInputList", n + 1, e)
-                    })?;
-                set.push(i);
-            }
-            self.boundary = Some(set);
-        }
-        if let Some(text) = params.optional("ResourcePolicy") {
-            let i = self
-                .add(
-                    "ResourcePolicy".into(),
-                    "resource",
-                    text,
-                    PolicyKind::Resource,
-                )
-                .map_err(|e| invalid_input(format!("ResourcePolicy: {e}")))?;
-            self.resource = Some(i);
-        }
-        Ok(())
-    }
-
-    /// `PolicyExclusionList.member.N.{PolicyArn | InlinePolicyIdentifier.{PolicyName,
-    /// AttachmentType, AttachmentName}}` (SimulatePrincipalPolicy only).
-    fn add_exclusions(&mut self, params: &Params) -> Result<(), ApiError> {
-        for e in params.member_structs("PolicyExclusionList")? {
-            if let Some(a) = e.optional("PolicyArn") {
-                self.excluded_arns.push(a.to_owned());
-            }
-            if let Some(i) = e.structure("InlinePolicyIdentifier") {
-                self.excluded_inline.push((
-                    i.required("AttachmentType")?.to_ascii_lowercase(),
-                    i.required("AttachmentName")?.to_ascii_lowercase(),
-                    i.required("PolicyName")?.to_owned(),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn inline_excluded(&self, kind: &str, entity: &str, policy: &str) -> bool {
-        self.excluded_inline
-            .iter()
-            .any(|(k, e, p)| k == kind && *e == entity.to_ascii_lowercase() && p == policy)
-    }
-
-    fn set(&self, indices: &[usize]) -> PolicySet {
-        PolicySet::new(
-            indices
-                .iter()
-                .filter_map(|&i| self.table.get(i))
-                .map(|p| p.compiled.clone()),
+/// `PolicyInputList` and `PermissionsBoundaryPolicyInputList` (which replaces any stored
+/// boundary), and `ResourcePolicy`.
+fn add_supplied(sim: &mut Simulation, params: &Params) -> Result<(), ApiError> {
+    for (n, text) in params.members("PolicyInputList")?.into_iter().enumerate() {
+        sim.add_identity(
+            &format!("PolicyInputList.{}", n + 1),
+            SimSource::Supplied,
+            text,
         )
+        .map_err(|e| simulation_input_error("PolicyInputList", n + 1, e))?;
     }
+    let boundaries = params.members("PermissionsBoundaryPolicyInputList")?;
+    if !boundaries.is_empty() {
+        let ids: Vec<String> = (1..=boundaries.len())
+            .map(|n| format!("PermissionsBoundaryPolicyInputList.{n}"))
+            .collect();
+        sim.set_boundary(
+            ids.iter()
+                .zip(boundaries)
+                .map(|(id, text)| (id.as_str(), SimSource::Supplied, text)),
+        )
+        .map_err(|(n, e)| simulation_input_error("PermissionsBoundaryPolicyInputList", n + 1, e))?;
+    }
+    if let Some(text) = params.optional("ResourcePolicy") {
+        sim.set_resource_policy(text)
+            .map_err(|e| invalid_input(format!("ResourcePolicy: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `PolicyExclusionList.member.N.{PolicyArn | InlinePolicyIdentifier.{PolicyName,
+/// AttachmentType, AttachmentName}}` (SimulatePrincipalPolicy only).
+fn add_exclusions(sim: &mut Simulation, params: &Params) -> Result<(), ApiError> {
+    for e in params.member_structs("PolicyExclusionList")? {
+        if let Some(a) = e.optional("PolicyArn") {
+            sim.exclude_managed(a);
+        }
+        if let Some(i) = e.structure("InlinePolicyIdentifier") {
+            sim.exclude_inline(
+                i.required("AttachmentType")?,
+                i.required("AttachmentName")?,
+                i.required("PolicyName")?,
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Managed policies (by reference) and inline policies of one entity, into the simulation.
@@ -1122,14 +1044,15 @@ async fn add_entity_policies(
     app: &App,
     sim: &mut Simulation,
     account_id: &str,
-    inline_kind: &'static str,
+    kind: EntityKind,
     entity_name: &str,
     inline: &std::collections::BTreeMap<String, String>,
     attached: &[String],
 ) -> Result<(), ApiError> {
+    let source = SimSource::inline(kind);
     for (name, document) in inline {
-        if !sim.inline_excluded(inline_kind, entity_name, name) {
-            sim.add_identity_stored(name.clone(), inline_kind, document);
+        if !sim.is_inline_excluded(source.as_str(), entity_name, name) {
+            add_stored(sim, name, source, document);
         }
     }
     for reference in attached {
@@ -1138,13 +1061,13 @@ async fn add_entity_policies(
         } else {
             arn(account_id, EntityKind::Policy, "/", reference)
         };
-        if sim.excluded_arns.contains(&policy_arn) {
+        if sim.is_managed_excluded(&policy_arn) {
             continue;
         }
         match app.iam.get_policy(&policy_arn).await {
             Ok(p) => {
                 if let Some(v) = p.default_version() {
-                    sim.add_identity_stored(p.policy_name.clone(), "user-managed", &v.document);
+                    add_stored(sim, &p.policy_name, SimSource::UserManaged, &v.document);
                 }
             }
             // A dangling reference grants nothing.
@@ -1161,21 +1084,25 @@ async fn add_boundary(
     boundary: Option<&str>,
 ) -> Result<(), ApiError> {
     // A boundary given in the request replaces the stored one.
-    if sim.boundary.is_some() {
+    if sim.has_boundary() {
         return Ok(());
     }
-    let Some(b) = boundary.filter(|b| !sim.excluded_arns.iter().any(|e| e == b)) else {
+    let Some(b) = boundary.filter(|b| !sim.is_managed_excluded(b)) else {
         return Ok(());
     };
     let p = app.iam.get_policy(b).await?;
-    let mut set = Vec::new();
-    if let Some(v) = p.default_version()
-        && let Some(i) = sim.add_stored(p.policy_name.clone(), "user-managed", &v.document)
-    {
-        set.push(i);
+    let document = p.default_version().map(|v| {
+        (
+            p.policy_name.as_str(),
+            SimSource::UserManaged,
+            v.document.as_str(),
+        )
+    });
+    if let Err((_, e)) = sim.set_boundary(document) {
+        tracing::warn!(error = %e, "stored boundary does not parse; it allows nothing");
+        // A boundary that cannot be read allows nothing: set, and empty.
+        sim.set_boundary([]).ok();
     }
-    // A boundary that cannot be read allows nothing.
-    sim.boundary = Some(set);
     Ok(())
 }
 
@@ -1229,8 +1156,8 @@ async fn simulate_principal_policy(
     }
     let account_id = parsed.account_id.as_str();
     let mut sim = Simulation::default();
-    sim.add_supplied(params)?;
-    sim.add_exclusions(params)?;
+    add_supplied(&mut sim, params)?;
+    add_exclusions(&mut sim, params)?;
     let caller = caller_principal(app, ctx, params).await?;
     let principal = match parsed.kind {
         EntityKind::User => {
@@ -1239,7 +1166,7 @@ async fn simulate_principal_policy(
                 app,
                 &mut sim,
                 account_id,
-                "user",
+                EntityKind::User,
                 &u.username,
                 &u.inline_policies,
                 &u.policies,
@@ -1252,7 +1179,7 @@ async fn simulate_principal_policy(
                         app,
                         &mut sim,
                         account_id,
-                        "group",
+                        EntityKind::Group,
                         &group.group_name,
                         &group.inline_policies,
                         &group.policies,
@@ -1269,7 +1196,7 @@ async fn simulate_principal_policy(
                 app,
                 &mut sim,
                 account_id,
-                "group",
+                EntityKind::Group,
                 &g.group_name,
                 &g.inline_policies,
                 &g.policies,
@@ -1285,7 +1212,7 @@ async fn simulate_principal_policy(
                 app,
                 &mut sim,
                 account_id,
-                "role",
+                EntityKind::Role,
                 &r.role_name,
                 &r.inline_policies,
                 &r.policies,
@@ -1312,82 +1239,11 @@ async fn simulate_custom_policy(
     }
     app.authorize(ctx, "iam:SimulateCustomPolicy", "*").await?;
     let mut sim = Simulation::default();
-    sim.add_supplied(params)?;
+    add_supplied(&mut sim, params)?;
     let principal = caller_principal(app, ctx, params)
         .await?
         .unwrap_or_else(|| PolicyPrincipal::root(account(ctx)));
     run_simulation(ctx, params, &sim, principal)
-}
-
-/// One simulated request's outcome.
-struct SimOutcome {
-    resource: String,
-    effect: DecisionEffect,
-    /// Indices into the simulation table and statement indices, deduplicated, in order.
-    matched: Vec<(usize, usize)>,
-    missing: Vec<String>,
-    allowed_by_boundary: Option<bool>,
-}
-
-/// One `EvaluationResult`: an action over every requested resource.
-struct SimResult {
-    action: String,
-    /// `EvalResourceName`: `*` when no resources were given, the resource when one was.
-    resource_name: Option<String>,
-    outcome: SimOutcome,
-    per_resource: Option<Vec<SimOutcome>>,
-}
-
-fn rank(effect: DecisionEffect) -> u8 {
-    match effect {
-        DecisionEffect::Allow => 0,
-        DecisionEffect::ImplicitDeny => 1,
-        DecisionEffect::ExplicitDeny => 2,
-    }
-}
-
-/// Condition keys of statements applying to the request's action that the request lacks.
-fn missing_context(sim: &Simulation, req: &PolicyRequest) -> Vec<String> {
-    let action = req.action();
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for p in &sim.table {
-        for st in p.compiled.document().statements() {
-            let applies = match &st.action {
-                ActionSpec::Action(patterns) => patterns
-                    .iter()
-                    .any(|a| wildcard::matches_ignore_ascii_case(a, action)),
-                ActionSpec::NotAction(patterns) => !patterns
-                    .iter()
-                    .any(|a| wildcard::matches_ignore_ascii_case(a, action)),
-            };
-            if !applies {
-                continue;
-            }
-            for c in &st.conditions {
-                if req.get(&c.key).is_none() && seen.insert(c.key.to_ascii_lowercase()) {
-                    out.push(c.key.clone());
-                }
-            }
-        }
-    }
-    out
-}
-
-fn matched_of(decision: &Decision) -> Vec<(usize, usize)> {
-    // AWS lists statements only for allowed and explicitly denied requests.
-    if decision.effect == DecisionEffect::ImplicitDeny {
-        return Vec::new();
-    }
-    let mut out: Vec<(usize, usize)> = Vec::new();
-    for m in decision.matched.iter() {
-        if let Ok(p) = m.policy.parse::<usize>()
-            && !out.contains(&(p, m.index))
-        {
-            out.push((p, m.index));
-        }
-    }
-    out
 }
 
 /// `ContextEntries.member.N.{ContextKeyName, ContextKeyValues.member.M, ContextKeyType}`.
@@ -1417,84 +1273,9 @@ fn run_simulation(
     if actions.is_empty() {
         return Err(params.missing("ActionNames"));
     }
-    let given = params.members("ResourceArns")?;
-    let explicit = !given.is_empty();
-    let resources: Vec<&str> = if explicit { given } else { vec!["*"] };
+    let resources = params.members("ResourceArns")?;
     let context = context_entries(params)?;
-
-    let identity = sim.set(&sim.identity);
-    let boundary = sim.boundary.as_deref().map(|b| sim.set(b));
-    let resource_policy = sim.resource.map(|i| sim.set(&[i]));
-    let mut authorizer = Authorizer::new(&identity);
-    if let Some(b) = &boundary {
-        authorizer = authorizer.with_permissions_boundary(b);
-    }
-    if let Some(r) = &resource_policy {
-        authorizer = authorizer.with_resource_policy(r);
-    }
-
-    let mut results = Vec::with_capacity(actions.len());
-    for action in actions {
-        let mut outcomes = Vec::with_capacity(resources.len());
-        for resource in &resources {
-            let mut req = PolicyRequest::new(principal.clone(), action, resource);
-            for (key, values) in &context {
-                req.set_values(key, values.iter().map(String::as_str));
-            }
-            let decision = authorizer.authorize(&req);
-            outcomes.push(SimOutcome {
-                resource: (*resource).to_owned(),
-                effect: decision.effect,
-                matched: matched_of(&decision),
-                missing: missing_context(sim, &req),
-                allowed_by_boundary: boundary.as_ref().map(|b| {
-                    b.evaluate_as(&req, PolicySource::PermissionsBoundary)
-                        .is_allowed()
-                }),
-            });
-        }
-        // The top level is the most restrictive decision across the resources.
-        let effect = outcomes
-            .iter()
-            .map(|o| o.effect)
-            .max_by_key(|e| rank(*e))
-            .unwrap_or(DecisionEffect::ImplicitDeny);
-        let mut matched = Vec::new();
-        let mut missing = Vec::new();
-        for o in outcomes.iter().filter(|o| o.effect == effect) {
-            for m in &o.matched {
-                if !matched.contains(m) {
-                    matched.push(*m);
-                }
-            }
-        }
-        for o in &outcomes {
-            for k in &o.missing {
-                if !missing.contains(k) {
-                    missing.push(k.clone());
-                }
-            }
-        }
-        let allowed_by_boundary = boundary
-            .as_ref()
-            .map(|_| outcomes.iter().all(|o| o.allowed_by_boundary == Some(true)));
-        let resource_name = match outcomes.as_slice() {
-            [one] => Some(one.resource.clone()),
-            _ => None,
-        };
-        results.push(SimResult {
-            action: action.to_owned(),
-            resource_name,
-            outcome: SimOutcome {
-                resource: String::new(),
-                effect,
-                matched,
-                missing,
-                allowed_by_boundary,
-            },
-            per_resource: explicit.then_some(outcomes),
-        });
-    }
+    let results = sim.run(&principal, &actions, &resources, &context);
     let (page, marker) = paginate(params, results)?;
     Ok(respond(ctx, |r| {
         r.list("EvaluationResults", &page, |w, res| {
@@ -1516,11 +1297,11 @@ fn run_simulation(
 
 fn write_sim_details(w: &mut XmlWriter, sim: &Simulation, o: &SimOutcome) {
     w.list("MatchedStatements", &o.matched, |w, &(p, index)| {
-        let Some(policy) = sim.table.get(p) else {
+        let Some(policy) = sim.policy(p) else {
             return;
         };
         w.text("SourcePolicyId", &policy.id)
-            .text("SourcePolicyType", policy.kind);
+            .text("SourcePolicyType", policy.source.as_str());
         if let Some((start, end)) = policy.compiled.document().statement_position(index) {
             w.node("StartPosition", |w| {
                 w.display("Line", start.line)

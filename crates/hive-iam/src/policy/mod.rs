@@ -69,6 +69,7 @@ mod context;
 mod document;
 mod explain;
 pub mod lint;
+pub mod simulate;
 mod variables;
 pub mod wildcard;
 
