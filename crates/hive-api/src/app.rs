@@ -35,7 +35,7 @@ use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use hive_iam::error::IamError;
 use hive_iam::identity::{Credential, Principal as IamPrincipal, UserRecord};
-use hive_iam::policy::{Principal as PolicyPrincipal, RequestContext as PolicyRequest};
+use hive_iam::policy::RequestContext as PolicyRequest;
 use hive_iam::repo::IamRepo;
 use hive_iam::seal::Keyring;
 use hive_kv::iam::IamBuckets;
@@ -366,6 +366,15 @@ impl App {
         Ok(Some(found))
     }
 
+    /// What the server knows of `ctx`'s request besides who asks for what (the global
+    /// condition keys).
+    pub fn environment(&self, ctx: &RequestContext) -> hive_iam::request::Environment {
+        hive_iam::request::Environment::at(self.now())
+            .with_source_ip(ctx.client.map(|c| c.ip()))
+            .with_secure_transport(self.config.server.tls_cert.is_some())
+            .with_region(self.region())
+    }
+
     /// Allow `ctx.caller` to perform `action` (`iam:CreateUser`) on `resource` (an ARN or
     /// `*`), or answer AWS's `AccessDenied` with its message.
     pub async fn authorize(
@@ -391,24 +400,19 @@ impl App {
         extend: impl FnOnce(&mut PolicyRequest),
     ) -> Result<(), ApiError> {
         let caller = &ctx.caller;
-        // The account root may do anything in its account, as on AWS.
-        if matches!(caller.identity, IamPrincipal::Root { .. }) {
+        if hive_iam::request::is_unrestricted(&caller.identity) {
             return Ok(());
         }
         let compiled = self
             .compiled_policies(&caller.identity, caller.session_policy.as_deref())
             .await?;
-        let mut principal = policy_principal(&caller.identity);
-        for (k, v) in &compiled.tags {
-            principal = principal.with_tag(k, v);
-        }
-        let mut request = PolicyRequest::new(principal, action, resource)
-            .with_current_time(self.now())
-            .with_secure_transport(self.config.server.tls_cert.is_some())
-            .with_requested_region(self.region());
-        if let Some(client) = ctx.client {
-            request = request.with_source_ip(client.ip());
-        }
+        let mut request = hive_iam::request::request_context(
+            &caller.identity,
+            &compiled.tags,
+            action,
+            resource,
+            &self.environment(ctx),
+        );
         extend(&mut request);
         let decision = compiled.layers.authorize(&request);
         match decision.access_denied_message(&caller.arn, action, resource) {
@@ -495,26 +499,6 @@ impl App {
             layers,
             tags: tags.into_iter().map(|t| (t.key, t.value)).collect(),
         })
-    }
-}
-
-/// The policy engine's view of an authenticated identity.
-pub fn policy_principal(identity: &IamPrincipal) -> PolicyPrincipal {
-    match identity {
-        IamPrincipal::Root { account_id } => PolicyPrincipal::root(account_id),
-        IamPrincipal::User {
-            account_id,
-            username,
-            user_id,
-            ..
-        } => PolicyPrincipal::user(account_id, username, user_id),
-        IamPrincipal::AssumedRole {
-            account_id,
-            role_name,
-            role_id,
-            session_name,
-            ..
-        } => PolicyPrincipal::assumed_role(account_id, role_name, role_id, session_name),
     }
 }
 

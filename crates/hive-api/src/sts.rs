@@ -33,12 +33,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hive_iam::error::IamError;
 use hive_iam::identity::{Principal as IamPrincipal, RoleRecord, Tag};
-use hive_iam::policy::{
-    CompiledPolicy, PolicyKind, PolicySet, RequestContext as PolicyRequest, policy_size,
-};
+use hive_iam::policy::{CompiledPolicy, PolicyKind, PolicySet, policy_size};
 use hive_iam::repo::{EffectivePolicies, TemporaryCredentials};
+use hive_iam::request::{AssumeRole, decide_assume_role};
 
-use crate::app::{App, policy_principal};
+use crate::app::App;
 use crate::error::ApiError;
 use crate::server::{AwsService, RequestContext};
 use crate::wire::query::Params;
@@ -366,45 +365,36 @@ impl StsService {
             tracing::warn!(policy = %e.source_name, error = %e.error, "stored policy does not parse; denying");
             ApiError::internal()
         })?;
-        let authorizer = layers
-            .authorizer()
-            .cross_account(caller.account_id != role.account_id);
-        let mut actions = vec!["sts:AssumeRole"];
-        if !tags.is_empty() {
-            actions.push("sts:TagSession");
-        }
-        for action in actions {
-            let mut principal = policy_principal(&caller.identity);
-            for t in &principal_tags {
-                principal = principal.with_tag(&t.key, &t.value);
-            }
-            let mut request = PolicyRequest::new(principal, action, &role.arn)
-                .with_current_time(self.app.now())
-                .with_secure_transport(self.app.config.server.tls_cert.is_some())
-                .with_requested_region(self.app.region())
-                .with("sts:RoleSessionName", session_name);
-            if let Some(client) = ctx.client {
-                request = request.with_source_ip(client.ip());
-            }
-            if let Some(id) = external_id {
-                request.set("sts:ExternalId", id);
-            }
-            if !tags.is_empty() {
-                for t in tags {
-                    request.set(&format!("aws:RequestTag/{}", t.key), t.value.as_str());
-                }
-                request.set_values("aws:TagKeys", tags.iter().map(|t| t.key.as_str()));
-            }
-            let decision = authorizer.authorize_assume_role(&trust, &request);
-            if !decision.is_allowed() {
-                // AWS gives no reason clause for AssumeRole denials.
-                return Err(ApiError::access_denied(format!(
-                    "User: {} is not authorized to perform: {action} on resource: {}",
-                    caller.arn, role.arn
-                )));
-            }
-        }
-        Ok(())
+        let principal_tags: Vec<(String, String)> = principal_tags
+            .into_iter()
+            .map(|t| (t.key, t.value))
+            .collect();
+        let session_tags: Vec<(String, String)> = tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        let call = AssumeRole {
+            role_arn: &role.arn,
+            role_account_id: &role.account_id,
+            session_name,
+            external_id,
+            session_tags: &session_tags,
+        };
+        decide_assume_role(
+            &caller.identity,
+            &principal_tags,
+            layers.authorizer(),
+            &trust,
+            &call,
+            &self.app.environment(ctx),
+        )
+        .map_err(|action| {
+            // AWS gives no reason clause for AssumeRole denials.
+            ApiError::access_denied(format!(
+                "User: {} is not authorized to perform: {action} on resource: {}",
+                caller.arn, role.arn
+            ))
+        })
     }
 
     /// The default version of the managed policy `arn`, as a session policy.

@@ -17,5 +17,6 @@ pub mod error;
 pub mod identity;
 pub mod policy;
 pub mod repo;
+pub mod request;
 pub mod seal;
 pub mod sigv4;

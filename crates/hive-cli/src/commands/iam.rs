@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use hive_iam::identity::{EntityKind, KeyStatus, Principal, arn, parse_arn};
 use hive_iam::policy::lint::lint;
-use hive_iam::policy::{DecisionEffect, PolicyKind, RequestContext};
+use hive_iam::policy::{DecisionEffect, PolicyKind};
 use hive_iam::repo::{IamRepo, Target};
 use hive_iam::seal::{SealKey, SecretString};
 
@@ -582,9 +582,13 @@ async fn simulate(
     let mut out = Vec::new();
     let mut denied = false;
     for action in &a.actions {
-        let mut req =
-            RequestContext::new(hive_api::app::policy_principal(&who), action, &a.resource)
-                .with_current_time(time::OffsetDateTime::now_utc());
+        let mut req = hive_iam::request::request_context(
+            &who,
+            &[] as &[(String, String)],
+            action,
+            &a.resource,
+            &hive_iam::request::Environment::at(time::OffsetDateTime::now_utc()),
+        );
         for (k, values) in &context {
             req.set_values(k, values.iter().map(String::as_str));
         }
