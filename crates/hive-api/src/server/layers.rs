@@ -1,55 +1,131 @@
-//! The tower layers of the server, one cross-cutting concern each. They are composed in
-//! [`super::Server::into_service`], outermost first:
+//! The tower layers of the server, one cross-cutting concern each. A layer is one async
+//! function `(state, request, next) -> HttpResponse`, made a tower layer by [`from_fn`]; they
+//! are composed in [`super::Server::into_service`], outermost first:
 //!
-//! 1. [`RequestIdLayer`]: a fresh request id in the request extensions and the
+//! 1. [`request_id`]: a fresh request id in the request extensions and the
 //!    `x-amzn-RequestId` response header;
-//! 2. [`TraceLayer`]: a `tracing` span per request (id, method, path, client; never headers,
+//! 2. [`trace`]: a `tracing` span per request (id, method, path, client; never headers,
 //!    query strings or bodies, which can carry credentials) and one log line per response;
-//! 3. [`MetricsLayer`]: request counts by service/action/outcome and the latency histogram;
-//! 4. [`TimeoutLayer`]: the per-request deadline (`RequestTimeout`, 408);
-//! 5. [`AuthThrottleLayer`]: refuses sources that failed authentication too often
+//! 3. [`metrics`]: request counts by service/action/outcome and the latency histogram;
+//! 4. [`timeout`]: the per-request deadline (`RequestTimeout`, 408);
+//! 5. [`auth_throttle`]: refuses sources that failed authentication too often
 //!    (`Throttling`, 400); a source is the TCP peer address (forwarding headers are not
 //!    trusted, so behind a proxy every client shares the proxy's budget);
-//! 6. [`BodyLimitLayer`]: reads the body up to the limit (`RequestEntityTooLarge`, 413).
+//! 6. [`body_limit`]: reads the body up to the limit (`RequestEntityTooLarge`, 413).
 //!
-//! Every layer has `Error = Infallible`: failures are AWS error responses, never dropped
-//! connections. Layers learn what happened inside from the [`Outcome`] response extension.
+//! Every layer has `Error = Infallible` (a function returns a response, not a `Result`):
+//! failures are AWS error responses, never dropped connections. Layers learn what happened
+//! inside from the [`Outcome`] response extension.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::NeverError;
 use http_body_util::{BodyExt, Limited};
 use hyper::{Request, header};
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceExt as _};
 use tracing::Instrument;
 
 use super::metrics::Metrics;
 use super::{ClientAddr, HttpResponse, Outcome, RequestId, error_response, protocol_hint};
 use crate::error::ApiError;
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The response header carrying the request id, as AWS names it.
 pub const REQUEST_ID_HEADER: &str = "x-amzn-RequestId";
 
+// ---------------------------------------------------------------------------------------------
+
+/// The layer running `f` around the inner service: `f(state.clone(), request, next)` per
+/// request, where [`Next::run`] calls the rest of the stack (or is never called, when `f`
+/// answers by itself).
+pub fn from_fn<St, F>(state: St, f: F) -> FnLayer<St, F> {
+    FnLayer { state, f }
+}
+
+/// See [`from_fn`].
+#[derive(Debug, Clone)]
+pub struct FnLayer<St, F> {
+    state: St,
+    f: F,
+}
+
+impl<S, St: Clone, F: Clone> Layer<S> for FnLayer<St, F> {
+    type Service = FnService<St, F, S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        FnService {
+            state: self.state.clone(),
+            f: self.f.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of an [`FnLayer`]: always ready (the inner service is made ready by
+/// [`Next::run`]), never failing.
+#[derive(Debug, Clone)]
+pub struct FnService<St, F, S> {
+    state: St,
+    f: F,
+    inner: S,
+}
+
+impl<St, F, S, B, Fut> Service<Request<B>> for FnService<St, F, S>
+where
+    St: Clone,
+    F: Fn(St, Request<B>, Next<S>) -> Fut,
+    Fut: Future<Output = HttpResponse>,
+    S: Clone,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = NeverError<Fut>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let next = Next {
+            inner: self.inner.clone(),
+        };
+        (self.f)(self.state.clone(), req, next).never_error()
+    }
+}
+
+/// The rest of the stack below a layer function.
+#[derive(Debug)]
+pub struct Next<S> {
+    inner: S,
+}
+
+/// What a layer function calls: an infallible service of `Request<B>`.
+pub trait Inner<B>: Service<Request<B>, Response = HttpResponse, Error = Infallible> {}
+
+impl<S, B> Inner<B> for S where S: Service<Request<B>, Response = HttpResponse, Error = Infallible> {}
+
+impl<S> Next<S> {
+    /// Wait until the rest of the stack is ready, and call it with `req`.
+    pub async fn run<B>(self, req: Request<B>) -> HttpResponse
+    where
+        S: Inner<B>,
+    {
+        let Ok(resp) = self.inner.oneshot(req).await;
+        resp
+    }
+}
+
 /// Paths of the operational endpoints, exempt from authentication throttling.
 fn is_ops_path(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
-}
-
-/// Take the ready inner service, leaving a clone in its place (tower's usual dance for
-/// services called from a `'static` future).
-fn take<S: Clone>(slot: &mut S) -> S {
-    let clone = slot.clone();
-    std::mem::replace(slot, clone)
 }
 
 fn request_id_of<B>(req: &Request<B>) -> String {
@@ -59,258 +135,163 @@ fn request_id_of<B>(req: &Request<B>) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+fn outcome_of(resp: &HttpResponse) -> Outcome {
+    resp.extensions()
+        .get::<Outcome>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /// Gives every request an id (a UUID, as AWS does) and echoes it in `x-amzn-RequestId`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdLayer;
-
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = RequestIdService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestIdService { inner }
+pub async fn request_id<B>((): (), mut req: Request<B>, next: Next<impl Inner<B>>) -> HttpResponse {
+    let id = RequestId(uuid::Uuid::new_v4().to_string().into());
+    req.extensions_mut().insert(id.clone());
+    let mut resp = next.run(req).await;
+    if let Ok(value) = header::HeaderValue::from_str(&id.0) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
+    resp
 }
-
-/// See [`RequestIdLayer`].
-#[derive(Debug, Clone)]
-pub struct RequestIdService<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for RequestIdService<S>
-where
-    S: Service<Request<B>, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let id = RequestId(uuid::Uuid::new_v4().to_string().into());
-        req.extensions_mut().insert(id.clone());
-        let mut inner = take(&mut self.inner);
-        Box::pin(async move {
-            let mut resp = inner.call(req).await?;
-            if let Ok(value) = header::HeaderValue::from_str(&id.0) {
-                resp.headers_mut().insert(REQUEST_ID_HEADER, value);
-            }
-            Ok(resp)
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /// A `tracing` span per request and one structured log line per response.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceLayer;
-
-impl<S> Layer<S> for TraceLayer {
-    type Service = TraceService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        TraceService { inner }
-    }
-}
-
-/// See [`TraceLayer`].
-#[derive(Debug, Clone)]
-pub struct TraceService<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for TraceService<S>
-where
-    S: Service<Request<B>, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let client = req
-            .extensions()
-            .get::<ClientAddr>()
-            .map(|c| c.0.to_string());
-        let span = tracing::info_span!(
-            "request",
-            request_id = %request_id_of(&req),
-            method = %req.method(),
-            path = %crate::error::truncate(req.uri().path(), 128),
-            client = client.as_deref().unwrap_or("-"),
+pub async fn trace<B>((): (), req: Request<B>, next: Next<impl Inner<B>>) -> HttpResponse {
+    let client = req
+        .extensions()
+        .get::<ClientAddr>()
+        .map(|c| c.0.to_string());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id_of(&req),
+        method = %req.method(),
+        path = %crate::error::truncate(req.uri().path(), 128),
+        client = client.as_deref().unwrap_or("-"),
+    );
+    async move {
+        let started = Instant::now();
+        let resp = next.run(req).await;
+        let outcome = outcome_of(&resp);
+        tracing::info!(
+            status = resp.status().as_u16(),
+            service = outcome.service.map(|s| s.signing_name()).unwrap_or("-"),
+            action = outcome.action.unwrap_or("-"),
+            error_code = outcome.error_code.as_deref().unwrap_or("-"),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
         );
-        let mut inner = take(&mut self.inner);
-        Box::pin(
-            async move {
-                let started = Instant::now();
-                let resp = inner.call(req).await?;
-                let outcome = resp
-                    .extensions()
-                    .get::<Outcome>()
-                    .cloned()
-                    .unwrap_or_default();
-                tracing::info!(
-                    status = resp.status().as_u16(),
-                    service = outcome.service.map(|s| s.signing_name()).unwrap_or("-"),
-                    action = outcome.action.unwrap_or("-"),
-                    error_code = outcome.error_code.as_deref().unwrap_or("-"),
-                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    "request finished"
-                );
-                Ok(resp)
-            }
-            .instrument(span),
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+/// Counts requests and their latency in `metrics`.
+pub async fn metrics<B>(
+    metrics: Arc<Metrics>,
+    req: Request<B>,
+    next: Next<impl Inner<B>>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let outcome = outcome_of(&resp);
+    let service = outcome.service.map(|s| s.signing_name()).unwrap_or("-");
+    let action = outcome.action.unwrap_or("unknown");
+    let result = outcome.error_code.as_deref().unwrap_or("ok");
+    metrics.record_request(service, action, result, started.elapsed());
+    if outcome.auth_failure {
+        metrics.record_auth_failure(result);
+    }
+    resp
+}
+
+/// Answers `RequestTimeout` (408) when the rest of the stack takes longer than `limit`.
+pub async fn timeout<B>(
+    limit: Duration,
+    req: Request<B>,
+    next: Next<impl Inner<B>>,
+) -> HttpResponse {
+    let request_id = request_id_of(&req);
+    let protocol = protocol_hint(&req);
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            error_response(&ApiError::request_timeout(), protocol, &request_id, None)
+        }
+    }
+}
+
+/// Refuses API requests (`Throttling`) from sources that `throttle` refuses, counting the
+/// refusals in `metrics`, and counts the failures reported by the inner [`Outcome`].
+pub async fn auth_throttle<B>(
+    (throttle, metrics): (Arc<AuthThrottle>, Arc<Metrics>),
+    req: Request<B>,
+    next: Next<impl Inner<B>>,
+) -> HttpResponse {
+    let ip = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    let exempt = is_ops_path(req.uri().path());
+    if let Some(ip) = ip.filter(|ip| !exempt && throttle.is_throttled(*ip, Instant::now())) {
+        metrics.record_throttled();
+        tracing::warn!(client = %ip, "refused: too many failed authentications");
+        return error_response(
+            &ApiError::throttling(),
+            protocol_hint(&req),
+            &request_id_of(&req),
+            None,
+        );
+    }
+    let resp = next.run(req).await;
+    let failed = resp
+        .extensions()
+        .get::<Outcome>()
+        .is_some_and(|o| o.auth_failure);
+    if let (true, Some(ip)) = (failed, ip) {
+        throttle.record_failure(ip, Instant::now());
+    }
+    resp
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with `RequestEntityTooLarge` (413);
+/// the rest of the stack receives `Request<Bytes>`.
+pub async fn body_limit<B>(
+    limit: usize,
+    req: Request<B>,
+    next: Next<impl Inner<Bytes>>,
+) -> HttpResponse
+where
+    B: hyper::body::Body,
+    B::Error: Into<BoxError>,
+{
+    let request_id = request_id_of(&req);
+    let protocol = protocol_hint(&req);
+    let too_large = || {
+        error_response(
+            &ApiError::request_entity_too_large(limit),
+            protocol,
+            &request_id,
+            None,
         )
+    };
+    // Refuse early on a declared length, before reading anything.
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large();
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Counts requests and their latency in [`Metrics`].
-#[derive(Debug, Clone)]
-pub struct MetricsLayer {
-    metrics: Arc<Metrics>,
-}
-
-impl MetricsLayer {
-    /// Record into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { metrics }
-    }
-}
-
-impl<S> Layer<S> for MetricsLayer {
-    type Service = MetricsService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        MetricsService {
-            inner,
-            metrics: self.metrics.clone(),
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body could not be read");
+            return error_response(&ApiError::incomplete_body(), protocol, &request_id, None);
         }
-    }
-}
-
-/// See [`MetricsLayer`].
-#[derive(Debug, Clone)]
-pub struct MetricsService<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B> Service<Request<B>> for MetricsService<S>
-where
-    S: Service<Request<B>, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let mut inner = take(&mut self.inner);
-        let metrics = self.metrics.clone();
-        Box::pin(async move {
-            let started = Instant::now();
-            let resp = inner.call(req).await?;
-            let outcome = resp
-                .extensions()
-                .get::<Outcome>()
-                .cloned()
-                .unwrap_or_default();
-            let service = outcome.service.map(|s| s.signing_name()).unwrap_or("-");
-            let action = outcome.action.unwrap_or("unknown");
-            let result = outcome.error_code.as_deref().unwrap_or("ok");
-            metrics.record_request(service, action, result, started.elapsed());
-            if outcome.auth_failure {
-                metrics.record_auth_failure(result);
-            }
-            Ok(resp)
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Answers `RequestTimeout` (408) when the inner service takes longer than the deadline.
-#[derive(Debug, Clone, Copy)]
-pub struct TimeoutLayer {
-    timeout: Duration,
-}
-
-impl TimeoutLayer {
-    /// Allow `timeout` per request.
-    pub fn new(timeout: Duration) -> Self {
-        Self { timeout }
-    }
-}
-
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = TimeoutService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        TimeoutService {
-            inner,
-            timeout: self.timeout,
-        }
-    }
-}
-
-/// See [`TimeoutLayer`].
-#[derive(Debug, Clone)]
-pub struct TimeoutService<S> {
-    inner: S,
-    timeout: Duration,
-}
-
-impl<S, B> Service<Request<B>> for TimeoutService<S>
-where
-    S: Service<Request<B>, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let request_id = request_id_of(&req);
-        let protocol = protocol_hint(&req);
-        let mut inner = take(&mut self.inner);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, inner.call(req)).await {
-                Ok(resp) => resp,
-                Err(_) => {
-                    tracing::warn!(timeout_ms = timeout.as_millis() as u64, "request timed out");
-                    Ok(error_response(
-                        &ApiError::request_timeout(),
-                        protocol,
-                        &request_id,
-                        None,
-                    ))
-                }
-            }
-        })
-    }
+    };
+    next.run(Request::from_parts(parts, bytes)).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -389,185 +370,65 @@ impl AuthThrottle {
     }
 }
 
-/// Refuses API requests (`Throttling`) from sources that failed authentication too often, and
-/// counts failures reported by the inner service's [`Outcome`].
-#[derive(Debug, Clone)]
-pub struct AuthThrottleLayer {
-    throttle: Arc<AuthThrottle>,
-    metrics: Arc<Metrics>,
-}
-
-impl AuthThrottleLayer {
-    /// Use `throttle`, counting refusals in `metrics`.
-    pub fn new(throttle: Arc<AuthThrottle>, metrics: Arc<Metrics>) -> Self {
-        Self { throttle, metrics }
-    }
-}
-
-impl<S> Layer<S> for AuthThrottleLayer {
-    type Service = AuthThrottleService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthThrottleService {
-            inner,
-            throttle: self.throttle.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// See [`AuthThrottleLayer`].
-#[derive(Debug, Clone)]
-pub struct AuthThrottleService<S> {
-    inner: S,
-    throttle: Arc<AuthThrottle>,
-    metrics: Arc<Metrics>,
-}
-
-impl<S, B> Service<Request<B>> for AuthThrottleService<S>
-where
-    S: Service<Request<B>, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let ip = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
-        let exempt = is_ops_path(req.uri().path());
-        let mut inner = take(&mut self.inner);
-        let throttle = self.throttle.clone();
-        if let Some(ip) = ip.filter(|ip| !exempt && throttle.is_throttled(*ip, Instant::now())) {
-            self.metrics.record_throttled();
-            tracing::warn!(client = %ip, "refused: too many failed authentications");
-            let resp = error_response(
-                &ApiError::throttling(),
-                protocol_hint(&req),
-                &request_id_of(&req),
-                None,
-            );
-            return Box::pin(async move { Ok(resp) });
-        }
-        Box::pin(async move {
-            let resp = inner.call(req).await?;
-            let failed = resp
-                .extensions()
-                .get::<Outcome>()
-                .is_some_and(|o| o.auth_failure);
-            if let (true, Some(ip)) = (failed, ip) {
-                throttle.record_failure(ip, Instant::now());
-            }
-            Ok(resp)
-        })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Reads the whole body, refusing more than the limit with `RequestEntityTooLarge` (413); the
-/// inner service receives `Request<Bytes>`.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimitLayer {
-    limit: usize,
-}
-
-impl BodyLimitLayer {
-    /// Accept at most `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        Self { limit }
-    }
-}
-
-impl<S> Layer<S> for BodyLimitLayer {
-    type Service = BodyLimitService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        BodyLimitService {
-            inner,
-            limit: self.limit,
-        }
-    }
-}
-
-/// See [`BodyLimitLayer`].
-#[derive(Debug, Clone)]
-pub struct BodyLimitService<S> {
-    inner: S,
-    limit: usize,
-}
-
-impl<S, B> Service<Request<B>> for BodyLimitService<S>
-where
-    S: Service<Request<Bytes>, Response = HttpResponse, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: hyper::body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = HttpResponse;
-    type Error = Infallible;
-    type Future = BoxFuture<Result<HttpResponse, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        let limit = self.limit;
-        let request_id = request_id_of(&req);
-        let protocol = protocol_hint(&req);
-        let too_large = move |request_id: &str| {
-            error_response(
-                &ApiError::request_entity_too_large(limit),
-                protocol,
-                request_id,
-                None,
-            )
-        };
-        // Refuse early on a declared length, before reading anything.
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            let resp = too_large(&request_id);
-            return Box::pin(async move { Ok(resp) });
-        }
-        let mut inner = take(&mut self.inner);
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            let bytes = match Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Ok(too_large(&request_id));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "request body could not be read");
-                    return Ok(error_response(
-                        &ApiError::incomplete_body(),
-                        protocol,
-                        &request_id,
-                        None,
-                    ));
-                }
-            };
-            inner.call(Request::from_parts(parts, bytes)).await
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
     use std::net::Ipv4Addr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Appends `tag` to `x-order` on the way out; the outer one answers `/stop` by itself.
+    async fn tagging<B>(
+        tag: &'static str,
+        req: Request<B>,
+        next: Next<impl Inner<B>>,
+    ) -> HttpResponse {
+        if tag == "outer" && req.uri().path() == "/stop" {
+            let mut resp = HttpResponse::new(Full::default());
+            *resp.status_mut() = hyper::StatusCode::FORBIDDEN;
+            return resp;
+        }
+        let mut resp = next.run(req).await;
+        resp.headers_mut()
+            .append("x-order", header::HeaderValue::from_static(tag));
+        resp
+    }
+
+    #[tokio::test]
+    async fn fn_layers_run_outermost_first_and_may_answer_alone() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = calls.clone();
+        let inner = tower::service_fn(move |_req: Request<Bytes>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Infallible>(HttpResponse::new(Full::default())) }
+        });
+        let svc = tower::ServiceBuilder::new()
+            .layer(from_fn("outer", tagging))
+            .layer(from_fn("inner", tagging))
+            .service(inner);
+
+        let Ok(resp) = svc.clone().oneshot(Request::new(Bytes::new())).await;
+        let order: Vec<_> = resp.headers().get_all("x-order").iter().collect();
+        assert_eq!(
+            order,
+            ["inner", "outer"],
+            "the outer layer sees the response last"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+        let stop = Request::builder()
+            .uri("/stop")
+            .body(Bytes::new())
+            .expect("a valid request");
+        let Ok(resp) = svc.oneshot(stop).await;
+        assert_eq!(resp.status(), hyper::StatusCode::FORBIDDEN);
+        assert!(resp.headers().get("x-order").is_none());
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the inner service was not called"
+        );
+    }
 
     #[test]
     fn throttle_bans_after_threshold_and_forgives_after_ban() {

@@ -40,10 +40,7 @@ pub use handler::{
     AuthRequest, Authenticator, AwsService, DataDirReadiness, DenyAll, Endpoint, EndpointReply,
     FnReadiness, KvReadiness, Principal, Readiness, RequestContext,
 };
-use layers::{
-    AuthThrottle, AuthThrottleLayer, BodyLimitLayer, MetricsLayer, RequestIdLayer, TimeoutLayer,
-    TraceLayer,
-};
+use layers::{AuthThrottle, from_fn};
 pub use metrics::Metrics;
 
 use crate::config::ServerConfig;
@@ -199,14 +196,18 @@ impl Server {
         )
         .with_endpoints(self.endpoints);
         let stack = tower::ServiceBuilder::new()
-            .layer(RequestIdLayer)
-            .layer(TraceLayer)
-            .layer(MetricsLayer::new(self.metrics.clone()))
-            .layer(TimeoutLayer::new(Duration::from_millis(
-                c.request_timeout_ms,
-            )))
-            .layer(AuthThrottleLayer::new(throttle, self.metrics.clone()))
-            .layer(BodyLimitLayer::new(c.max_body_bytes))
+            .layer(from_fn((), layers::request_id))
+            .layer(from_fn((), layers::trace))
+            .layer(from_fn(self.metrics.clone(), layers::metrics))
+            .layer(from_fn(
+                Duration::from_millis(c.request_timeout_ms),
+                layers::timeout,
+            ))
+            .layer(from_fn(
+                (throttle, self.metrics.clone()),
+                layers::auth_throttle,
+            ))
+            .layer(from_fn(c.max_body_bytes, layers::body_limit))
             .service(router);
         BoxCloneService::new(stack)
     }
