@@ -15,6 +15,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hive_kv::KvStore;
+
 use crate::app::App;
 use crate::auth::SigV4Authenticator;
 use crate::bootstrap::{self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, SetupEndpoint};
@@ -76,8 +78,18 @@ impl std::fmt::Debug for Prepared {
 
 /// Open storage, the keyring and the repository, bootstrap, and build the server.
 pub async fn prepare(config: Config) -> Result<Prepared, NodeError> {
-    let config = Arc::new(config);
     let (store, backend) = storage::open(&config.storage).await?;
+    prepare_on(config, store, backend).await
+}
+
+/// [`prepare`] on a store the caller opened (tests put a fault-injecting store under a real
+/// node this way).
+pub async fn prepare_on(
+    config: Config,
+    store: Arc<dyn KvStore>,
+    backend: Backend,
+) -> Result<Prepared, NodeError> {
+    let config = Arc::new(config);
     let keyring = bootstrap::load_keyring(&config)?;
     let app = Arc::new(App::open(store.clone(), config.clone(), keyring).await?);
     let (bootstrap, setup) = match &config.server.setup_token {
@@ -179,22 +191,35 @@ impl Drop for Node {
     }
 }
 
-async fn bind(config: &Config) -> Result<tokio::net::TcpListener, NodeError> {
+/// The listener on `[server] listen` and the address it got.
+async fn bind(config: &Config) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
     let addr = config.server.listen;
-    tokio::net::TcpListener::bind(addr)
+    let listen_err = |source| NodeError::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Listen { addr, source })
+        .map_err(listen_err)?;
+    let local = listener.local_addr().map_err(listen_err)?;
+    Ok((listener, local))
 }
 
 /// Prepare a node and serve it in the background on `config.server.listen` (use port 0 for a
 /// free port; [`Node::addr`] tells which).
 pub async fn start(config: Config) -> Result<Node, NodeError> {
-    let listener = bind(&config).await?;
-    let addr = listener.local_addr().map_err(|source| NodeError::Listen {
-        addr: config.server.listen,
-        source,
-    })?;
-    let prepared = prepare(config).await?;
+    let bound = bind(&config).await?;
+    serve_in_background(bound, prepare(config)).await
+}
+
+/// [`start`] on a store the caller opened (see [`prepare_on`]).
+pub async fn start_on(config: Config, store: Arc<dyn KvStore>) -> Result<Node, NodeError> {
+    let bound = bind(&config).await?;
+    serve_in_background(bound, prepare_on(config, store, Backend::Given)).await
+}
+
+async fn serve_in_background(
+    (listener, addr): (tokio::net::TcpListener, SocketAddr),
+    prepared: impl Future<Output = Result<Prepared, NodeError>>,
+) -> Result<Node, NodeError> {
+    let prepared = prepared.await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(prepared.server.serve(listener, async {
         let _ = stopped.await;
@@ -214,13 +239,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let listener = bind(&config).await?;
+    let (listener, local) = bind(&config).await?;
     let data_dir = config.storage.data_dir.clone();
     let prepared = prepare(config).await?;
-    let local = listener.local_addr().map_err(|source| NodeError::Listen {
-        addr: prepared.app.config.server.listen,
-        source,
-    })?;
     tracing::info!(
         listen = %local,
         data_dir = %data_dir.display(),

@@ -423,8 +423,14 @@ impl From<KvError> for VpcError {
     fn from(e: KvError) -> Self {
         match e {
             KvError::Unavailable(m) => Self::StorageUnavailable(m),
+            // Not there (yet): a bucket without a leader during a cluster's start reads so.
+            e @ KvError::BucketNotFound(_) => Self::StorageUnavailable(e.to_string()),
             KvError::Codec(m) => Self::CorruptState(m),
-            KvError::RevisionConflict { key, .. } => Self::Busy(key),
+            // A conflict or a create that lost, where the caller expected neither: another
+            // writer got there first; contention, worth a retry.
+            KvError::RevisionConflict { key, .. } | KvError::AlreadyExists { key, .. } => {
+                Self::Busy(key)
+            }
             other => Self::Storage(other.to_string()),
         }
     }
@@ -1959,10 +1965,21 @@ mod tests {
             (e.code(), e.is_client_error()),
             ("RequestLimitExceeded", false)
         );
+        let e = VpcError::from(KvError::AlreadyExists {
+            bucket: "b".into(),
+            key: "k".into(),
+        });
+        assert_eq!((e.code(), e.http_status()), ("RequestLimitExceeded", 503));
+        let e = VpcError::from(KvError::BucketNotFound("b".into()));
+        assert_eq!((e.code(), e.http_status()), ("ServiceUnavailable", 503));
         let e = VpcError::from(KvError::Codec("bad".into()));
         assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
-        let e = VpcError::from(KvError::BucketNotFound("b".into()));
-        assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
+        assert_eq!(e.http_status(), 500);
+        let e = VpcError::from(KvError::InvalidKey {
+            key: "k".into(),
+            reason: "r",
+        });
+        assert_eq!((e.code(), e.http_status()), ("InternalError", 500));
     }
 
     #[test]
