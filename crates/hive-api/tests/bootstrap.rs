@@ -1,7 +1,8 @@
 //! First start: exactly one administrator however many processes start at once (on one SQLite
-//! data directory and on one nats-server), its credentials written once with mode 0600 and
-//! never logged, the generated sealing key shared through the data directory, and the
-//! one-time setup token as the alternative to automatic bootstrap.
+//! data directory, on one nats-server, and on a NATS cluster that has no JetStream leader yet),
+//! its credentials written once with mode 0600 and never logged, the generated sealing key
+//! shared through the data directory, and the one-time setup token as the alternative to
+//! automatic bootstrap.
 
 mod common;
 
@@ -130,71 +131,123 @@ async fn three_binaries_on_one_data_dir_make_one_admin() {
     );
 }
 
+/// The sealing key every process on one NATS store shares.
+const SHARED_KEY_HEX: &str = "3c";
+
+/// Three `hive-api` processes on the NATS store at `url`, each with its own data dir, all
+/// with one configured sealing key.
+struct ThreeOnNats {
+    procs: Vec<Proc>,
+    addrs: Vec<SocketAddr>,
+    logs: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+    url: String,
+}
+
+impl ThreeOnNats {
+    fn spawn(tmp: &Path, url: String) -> Self {
+        let key_file = tmp.join("sealing-key");
+        std::fs::write(&key_file, SHARED_KEY_HEX.repeat(32)).expect("write key");
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let key_s = key_file.to_str().expect("utf-8").to_owned();
+        let mut three = Self {
+            procs: Vec::new(),
+            addrs: Vec::new(),
+            logs: Vec::new(),
+            dirs: Vec::new(),
+            url,
+        };
+        for i in 0..3 {
+            let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+            let dir = tmp.join(format!("data{i}"));
+            let log = tmp.join(format!("node{i}.log"));
+            three.procs.push(spawn_hive_api(
+                &[
+                    "--data-dir",
+                    dir.to_str().expect("utf-8"),
+                    "--listen",
+                    &addr.to_string(),
+                    "--nats-url",
+                    &three.url,
+                ],
+                &[("HIVE_ENCRYPTION_KEY_FILE", &key_s)],
+                &log,
+            ));
+            three.addrs.push(addr);
+            three.logs.push(log);
+            three.dirs.push(dir);
+        }
+        three
+    }
+
+    /// Serving: every node has bootstrapped.
+    async fn wait_serving(&mut self, limit: Duration) {
+        for ((proc, addr), log) in self.procs.iter_mut().zip(&self.addrs).zip(&self.logs) {
+            wait_up(*addr, proc, log, true, limit).await;
+        }
+    }
+
+    /// Exactly one process wrote credentials (0600, the configured key, not a generated
+    /// one), the key works on every node and is in no log, and it is the admin's only key.
+    async fn assert_one_admin(&self) {
+        let files: Vec<PathBuf> = self.dirs.iter().flat_map(|d| credential_files(d)).collect();
+        assert_eq!(
+            files.len(),
+            1,
+            "exactly one process wrote credentials: {files:?}"
+        );
+        assert_eq!(mode(&files[0]), 0o600);
+        for d in &self.dirs {
+            assert!(
+                !d.join("encryption-key").exists(),
+                "the configured key is used"
+            );
+        }
+        let (key, secret) = read_admin_credentials(&files[0]);
+        admin_works_everywhere(&self.addrs, &key, &secret).await;
+        assert_logs_clean(&self.logs, &secret);
+
+        let store =
+            hive_kv::nats::NatsStore::connect(&self.url, hive_kv::nats::NatsOptions::default())
+                .await
+                .expect("connect");
+        let keyring = hive_iam::seal::Keyring::new(
+            hive_iam::seal::SealKey::from_hex(&SHARED_KEY_HEX.repeat(32)).expect("key"),
+        );
+        assert_eq!(
+            admin_key_count(&store, keyring).await,
+            1,
+            "exactly one admin key"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_binaries_on_one_nats_server_make_one_admin() {
     let nats = hive_kv::testing::NatsServer::start();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let key_file = tmp.path().join("sealing-key");
-    std::fs::write(&key_file, "3c".repeat(32)).expect("write key");
-    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let key_s = key_file.to_str().expect("utf-8").to_owned();
-    let url = nats.url();
-    let mut procs = Vec::new();
-    let mut addrs = Vec::new();
-    let mut logs = Vec::new();
-    let mut dirs = Vec::new();
-    for i in 0..3 {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let dir = tmp.path().join(format!("data{i}"));
-        let log = tmp.path().join(format!("node{i}.log"));
-        procs.push(spawn_hive_api(
-            &[
-                "--data-dir",
-                dir.to_str().expect("utf-8"),
-                "--listen",
-                &addr.to_string(),
-                "--nats-url",
-                &url,
-            ],
-            &[("HIVE_ENCRYPTION_KEY_FILE", &key_s)],
-            &log,
-        ));
-        addrs.push(addr);
-        logs.push(log);
-        dirs.push(dir);
-    }
-    for ((proc, addr), log) in procs.iter_mut().zip(&addrs).zip(&logs) {
-        // Serving: the node has bootstrapped.
-        wait_up(*addr, proc, log, true, Duration::from_secs(30)).await;
-    }
-    let files: Vec<PathBuf> = dirs.iter().flat_map(|d| credential_files(d)).collect();
-    assert_eq!(
-        files.len(),
-        1,
-        "exactly one process wrote credentials: {files:?}"
-    );
-    assert_eq!(mode(&files[0]), 0o600);
-    for d in &dirs {
-        assert!(
-            !d.join("encryption-key").exists(),
-            "the configured key is used"
-        );
-    }
-    let (key, secret) = read_admin_credentials(&files[0]);
-    admin_works_everywhere(&addrs, &key, &secret).await;
-    assert_logs_clean(&logs, &secret);
+    let mut three = ThreeOnNats::spawn(tmp.path(), nats.url());
+    three.wait_serving(Duration::from_secs(30)).await;
+    three.assert_one_admin().await;
+}
 
-    let store = hive_kv::nats::NatsStore::connect(&url, hive_kv::nats::NatsOptions::default())
-        .await
-        .expect("connect");
-    let keyring = hive_iam::seal::Keyring::new(
-        hive_iam::seal::SealKey::from_hex(&"3c".repeat(32)).expect("key"),
-    );
-    assert_eq!(
-        admin_key_count(&store, keyring).await,
-        1,
-        "exactly one admin key"
-    );
+/// Started together while their NATS cluster has no JetStream leader (two of its three
+/// servers down), three binaries wait for it, warning, instead of exiting; once the cluster is
+/// whole they serve, and exactly one of them made the admin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_binaries_wait_for_a_cluster_without_a_jetstream_leader() {
+    let mut cluster = hive_kv::testing::NatsCluster::start(3);
+    cluster.kill(1);
+    cluster.kill(2);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let mut three = ThreeOnNats::spawn(tmp.path(), cluster.urls());
+    for (proc, log) in three.procs.iter_mut().zip(&three.logs) {
+        wait_for_log(proc, log, STORE_NOT_READY, Duration::from_secs(60)).await;
+    }
+    cluster.restart(1).expect("restart nats 1");
+    cluster.restart(2).expect("restart nats 2");
+    three.wait_serving(Duration::from_secs(120)).await;
+    three.assert_one_admin().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

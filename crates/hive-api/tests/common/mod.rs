@@ -81,14 +81,23 @@ impl Reply {
 
 /// Send raw bytes, read the response until the server closes.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write request");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
+    try_raw(addr, request, Duration::from_secs(10))
         .await
         .expect("server answers within 10 s")
-        .expect("read response");
-    parse_reply(&buf)
+}
+
+/// [`raw`], or `None` when nothing listens or no complete answer comes within `limit` (a
+/// starting node listens before it serves).
+pub async fn try_raw(addr: SocketAddr, request: &[u8], limit: Duration) -> Option<Reply> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(request).await.ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
+    Some(parse_reply(&buf))
 }
 
 fn parse_reply(buf: &[u8]) -> Reply {
@@ -351,10 +360,14 @@ pub async fn wait_up(
     healthy: bool,
     limit: Duration,
 ) {
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let deadline = std::time::Instant::now() + limit;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && (!healthy || get(addr, "/health").await.status == 200)
+            && (!healthy
+                || try_raw(addr, health, Duration::from_secs(2))
+                    .await
+                    .is_some_and(|r| r.status == 200))
         {
             return;
         }
@@ -370,6 +383,44 @@ pub async fn wait_up(
             if healthy { "serve" } else { "listen" }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a node logs each time it finds its store not ready at start (and retries).
+pub const STORE_NOT_READY: &str = "the store is not ready; retrying";
+
+/// Waits until the log at `log` contains `needle`; panics with the log when `proc` exits
+/// first, or after `limit`.
+pub async fn wait_for_log(proc: &mut Proc, log: &std::path::Path, needle: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("hive-api exited with {status} before logging {needle:?}: {text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} not logged within {limit:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `proc` exits: its status, or a panic after `limit`.
+pub fn wait_exit(proc: &mut Proc, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = proc.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hive-api still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
