@@ -61,6 +61,13 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The default region.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// This host's name (`/proc/sys/kernel/hostname`), empty when it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Every environment variable read by [`Config::load`], for documentation and `--help`.
 pub const ENV_VARS: &[&str] = &[
     "HIVE_LISTEN",

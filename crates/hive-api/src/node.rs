@@ -25,7 +25,9 @@ use hive_kv::KvStore;
 
 use crate::app::App;
 use crate::auth::SigV4Authenticator;
-use crate::bootstrap::{self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, SetupEndpoint};
+use crate::bootstrap::{
+    self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, Claimant, SetupEndpoint,
+};
 use crate::config::{Config, StorageConfig};
 use crate::retry::{Backoff, retry_while};
 use crate::server::{KvReadiness, Server};
@@ -189,16 +191,20 @@ async fn prepare_with(
         })
         .await?;
     let app = Arc::new(app);
+    // One claimant for every attempt: a retried bootstrap carries on with its own claim.
+    let claimant = Claimant::for_node(&config);
     let (bootstrap, setup) = match &config.server.setup_token {
         Some(token) => {
             tracing::info!("setup token configured: bootstrap through POST {BOOTSTRAP_PATH}");
-            let endpoint = SetupEndpoint::new(app.iam.clone(), store.clone(), token.clone());
+            let endpoint =
+                SetupEndpoint::new(app.iam.clone(), store.clone(), token.clone(), claimant);
             (None, Some(endpoint))
         }
         None => {
+            let data_dir = &config.storage.data_dir;
             let done = wait
                 .step("bootstrapping the administrator", || async {
-                    Ok(bootstrap::bootstrap_admin(&app.iam, &config.storage.data_dir).await?)
+                    Ok(bootstrap::bootstrap_admin(&app.iam, data_dir, &claimant).await?)
                 })
                 .await?;
             (Some(done), None)
