@@ -505,12 +505,12 @@ impl App {
 /// Watch the IAM buckets and feed the cache, forever; reconnects with back-off. The cache is
 /// only live while a watch on all five buckets is.
 async fn watch_loop(store: Arc<dyn KvStore>, config: Arc<Config>, cache: Arc<AuthCache>) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = crate::retry::Backoff::store();
     loop {
         match open_watches(store.as_ref(), &config).await {
             Ok(mut events) => {
                 cache.set_live(true);
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 while let Some(event) = events.next().await {
                     match event {
                         Ok((kind, entry)) => cache.on_change(kind, &entry.key),
@@ -527,8 +527,7 @@ async fn watch_loop(store: Arc<dyn KvStore>, config: Arc<Config>, cache: Arc<Aut
                 tracing::warn!(error = %e, "cannot watch the IAM buckets; authentication reads through");
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

@@ -141,14 +141,13 @@ impl Authenticator for SigV4Authenticator {
             Ok(Some(c)) => c,
             Ok(None) => return Err(sigv4_error(&SigV4Error::InvalidClientTokenId)),
             Err(IamError::ExpiredToken) => return Err(sigv4_error(&SigV4Error::ExpiredToken)),
-            Err(e) => {
+            Err(e) if e.is_sender_fault() => {
                 tracing::warn!(access_key_id = %parsed.access_key_id, error = %e, "credential lookup failed");
-                return Err(if e.http_status() >= 500 {
-                    ApiError::service_unavailable()
-                } else {
-                    sigv4_error(&SigV4Error::InvalidClientTokenId)
-                });
+                return Err(sigv4_error(&SigV4Error::InvalidClientTokenId));
             }
+            // Storage down or contended: 503, retry; a corrupt record or a secret that does
+            // not open: 500.
+            Err(e) => return Err(e.into()),
         };
         self.verifier
             .verify_credential(&signed, &parsed, &credential, now)

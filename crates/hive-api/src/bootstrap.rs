@@ -10,13 +10,24 @@
 //! # Administrator
 //! Without a setup token, [`bootstrap_admin`] runs at every start: on an empty store it creates
 //! the setup guide's account `000000000000` (policy `AdministratorAccess`, group
-//! `administrators`, user `admin`, one access key) and writes the key once to
+//! `administrators`, user `admin`, one access key) and writes the key to
 //! `<data-dir>/admin-credentials` in AWS shared-credentials format under profile `hive-admin`
-//! (created exclusively, mode 0600; the secret never reaches the log). Concurrent starts on one
-//! store create exactly one administrator: the repository's bootstrap marker is created by one
-//! caller only, and only that caller makes the key. Should `admin-credentials` already exist
-//! (a leftover of an earlier store), the new key goes to `admin-credentials.<unix time>` instead
-//! and the log names that file.
+//! (created exclusively, mode 0600; the secret never reaches the log), *before* the bootstrap
+//! is recorded as done: a crash at any point leaves either that file or a bootstrap that the
+//! next start finishes.
+//!
+//! Concurrent and interrupted starts go through the repository's claim
+//! ([`IamRepo::bootstrap_step`]): the first process claims the bootstrap, which records the
+//! access key id the administrator will get; the others wait for it ([`claim_bootstrap`]). A
+//! claim whose revision has not moved for [`CLAIM_LEASE`], as this process's own clock
+//! measures it (no clocks are compared across hosts), is taken over: its owner died or hangs.
+//! The taker creates what is missing, makes the claimed key or opens it with the shared sealing
+//! key when the dead owner had made it, writes the credentials file in its own data directory
+//! and completes the bootstrap. However many processes start or die, there is one
+//! administrator with one key. Should `admin-credentials` hold another key (a leftover of an
+//! earlier store), the new key goes to `admin-credentials.<unix time>` and the log names that
+//! file; a file already holding this very key (an attempt that died before completing) is
+//! kept as it is.
 //!
 //! # Setup token
 //! With `[server] setup_token` (`HIVE_SETUP_TOKEN`, `HIVE_SETUP_TOKEN_FILE`), the server does not
@@ -29,20 +40,25 @@
 //! ```
 //!
 //! The token is compared in constant time; a wrong token is `403 AccessDenied` (and counts
-//! towards the authentication-failure throttle). The first valid request spends the token: it
-//! is recorded in the KV bucket `hive_setup` (key `setup-token-spent`, created exclusively, so
-//! two concurrent requests cannot both succeed) and every later request gets
-//! `409 SetupTokenSpent`. An account bootstrapped by other means (`hive-cli`) also answers 409.
-//! The credentials are returned once, in the response, and written nowhere.
+//! towards the authentication-failure throttle). A valid request claims the bootstrap under
+//! the same rules, records the token as spent in the KV bucket `hive_setup` (key
+//! `setup-token-spent`), completes the bootstrap and returns the key: once, in the response,
+//! written nowhere. While another request or process holds the claim the answer is `503
+//! ServiceUnavailable` with `Retry-After`; once the bootstrap is done (also by other means, such
+//! as `hive-cli init`) it is `409 SetupTokenSpent`. A request whose server died before answering
+//! leaves a claim that a request with the token takes over after [`CLAIM_LEASE`], getting the
+//! same key; only a server that dies after completing, before the answer reaches the client,
+//! loses the key (make another with `hive-cli iam access-key create admin`).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use hive_iam::error::IamError;
-use hive_iam::repo::{BootstrapOutcome, IamRepo, NewAccessKey};
+use hive_iam::repo::{BootstrapClaim, BootstrapStep, IamRepo, NewAccessKey};
 use hive_iam::seal::{Keyring, SealError, SealKey};
 use hive_kv::{BucketConfig, KvError, KvStore};
 use hyper::{HeaderMap, Method, StatusCode};
@@ -67,6 +83,10 @@ pub const BOOTSTRAP_PATH: &str = "/bootstrap";
 pub const SETUP_BUCKET: &str = "hive_setup";
 /// Key of the spent-token marker.
 pub const SETUP_SPENT_KEY: &str = "setup-token-spent";
+/// How long another process's bootstrap claim may stand still before it is taken over.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How often a waiting process looks at another's claim.
+const CLAIM_POLL: Duration = Duration::from_millis(200);
 
 /// Why first-start preparation failed. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
@@ -164,52 +184,227 @@ fn credentials_text(key: &NewAccessKey) -> zeroize::Zeroizing<String> {
 /// What [`bootstrap_admin`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminBootstrap {
-    /// This process created the administrator and wrote its key to this file.
+    /// This process completed the bootstrap and wrote the administrator's key to this file.
     Created {
         /// The credentials file.
         path: PathBuf,
-        /// The new access key id (not secret).
+        /// The access key id (not secret).
         access_key_id: String,
     },
-    /// The account existed already (or another process created it just now).
+    /// The account was bootstrapped already (possibly by another process just now).
     AlreadyDone,
 }
 
-/// Bootstrap the account on an empty store and write the administrator's credentials file
-/// (see the module docs).
+/// This process's part in bootstrapping: the owner name of its claims (unique to the process,
+/// the same for every attempt it makes) and the lease it grants other owners' claims.
+#[derive(Debug, Clone)]
+pub struct Claimant {
+    owner: String,
+    lease: Duration,
+}
+
+impl Claimant {
+    /// A claimant for this process on node `node`: owner `node/pid/random`, lease
+    /// [`CLAIM_LEASE`].
+    pub fn new(node: &str) -> Self {
+        Self {
+            owner: format!(
+                "{node}/{}/{}",
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
+            lease: CLAIM_LEASE,
+        }
+    }
+
+    /// A claimant for this process named after `config`'s node (`[node] name` or the host).
+    pub fn for_node(config: &Config) -> Self {
+        let name = config.node.resolved_name(&crate::config::host_name());
+        Self::new(name.as_deref().unwrap_or("hive-api"))
+    }
+
+    /// The same claimant granting other owners `lease` instead.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The owner name its claims carry.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+}
+
+/// Judges another owner's claim: stale once its revision has stood still for the lease, on
+/// this process's clock.
+#[derive(Debug, Default)]
+struct ClaimWatch {
+    seen: Option<(u64, Instant)>,
+}
+
+impl ClaimWatch {
+    fn stale(&mut self, revision: u64, lease: Duration) -> bool {
+        match self.seen {
+            Some((seen, since)) if seen == revision => since.elapsed() >= lease,
+            _ => {
+                self.seen = Some((revision, Instant::now()));
+                false
+            }
+        }
+    }
+}
+
+/// One step of `account_id`'s bootstrap for `claimant` ([`IamRepo::bootstrap_step`]), taking
+/// over another owner's claim once `watch` finds it stale.
+async fn step(
+    iam: &IamRepo,
+    account_id: &str,
+    claimant: &Claimant,
+    watch: &mut ClaimWatch,
+) -> Result<BootstrapStep, IamError> {
+    let step = iam
+        .bootstrap_step(account_id, &claimant.owner, None)
+        .await?;
+    let BootstrapStep::Busy { owner, revision } = &step else {
+        return Ok(step);
+    };
+    if !watch.stale(*revision, claimant.lease) {
+        return Ok(step);
+    }
+    tracing::warn!(
+        %owner,
+        lease_secs = claimant.lease.as_secs(),
+        "taking over the bootstrap of account {account_id}: its claim made no progress within the lease"
+    );
+    iam.bootstrap_step(account_id, &claimant.owner, Some(*revision))
+        .await
+}
+
+/// Claims `account_id`'s bootstrap for `claimant`, waiting while another process works on it
+/// and taking over a claim that stood still for the lease (see the module docs): the claim,
+/// holding the administrator's key, or `None` once the bootstrap is done.
+pub async fn claim_bootstrap(
+    iam: &IamRepo,
+    account_id: &str,
+    claimant: &Claimant,
+) -> Result<Option<Box<BootstrapClaim>>, BootstrapError> {
+    let mut watch = ClaimWatch::default();
+    let mut waiting = false;
+    loop {
+        match step(iam, account_id, claimant, &mut watch).await? {
+            BootstrapStep::Done => return Ok(None),
+            BootstrapStep::Claimed(claim) => return Ok(Some(claim)),
+            BootstrapStep::Busy { owner, .. } => {
+                if !waiting {
+                    tracing::info!(%owner, "another process is bootstrapping account {account_id}; waiting for it");
+                    waiting = true;
+                }
+                tokio::time::sleep(CLAIM_POLL).await;
+            }
+        }
+    }
+}
+
+/// Bootstraps `account_id`: claims it ([`claim_bootstrap`]), has `persist` store the
+/// administrator's key where the operator finds it, and only then records the bootstrap as
+/// done. `None` when it was done already.
+pub async fn bootstrap_account<T, E>(
+    iam: &IamRepo,
+    account_id: &str,
+    claimant: &Claimant,
+    persist: impl FnOnce(&NewAccessKey) -> Result<T, E>,
+) -> Result<Option<T>, E>
+where
+    E: From<BootstrapError>,
+{
+    let Some(claim) = claim_bootstrap(iam, account_id, claimant).await? else {
+        return Ok(None);
+    };
+    let persisted = persist(&claim.key)?;
+    if !iam
+        .bootstrap_complete(&claim)
+        .await
+        .map_err(BootstrapError::from)?
+    {
+        // Judged dead while storing the key: the taker completes with this same key.
+        tracing::warn!(
+            access_key_id = %claim.key.record.access_key_id,
+            "another process took the bootstrap over meanwhile; it holds the same key"
+        );
+    }
+    Ok(Some(persisted))
+}
+
+/// Bootstraps the account and writes the administrator's credentials file (see the module
+/// docs).
 pub async fn bootstrap_admin(
     iam: &IamRepo,
     data_dir: &Path,
+    claimant: &Claimant,
 ) -> Result<AdminBootstrap, BootstrapError> {
-    match iam.bootstrap(ACCOUNT_ID).await? {
-        BootstrapOutcome::AlreadyDone => Ok(AdminBootstrap::AlreadyDone),
-        BootstrapOutcome::Created(key) => {
-            let text = credentials_text(&key);
-            let mut path = data_dir.join(ADMIN_CREDENTIALS_FILE);
-            if let Err(e) = write_exclusive(&path, text.as_bytes()) {
-                if e.kind() != std::io::ErrorKind::AlreadyExists {
-                    return Err(file_err(&path)(e));
-                }
-                let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
-                let other = data_dir.join(format!("{ADMIN_CREDENTIALS_FILE}.{stamp}"));
-                tracing::warn!(
-                    existing = %path.display(),
-                    "an older admin-credentials file exists; writing the new one beside it"
-                );
-                write_exclusive(&other, text.as_bytes()).map_err(file_err(&other))?;
-                path = other;
-            }
-            tracing::info!(
-                path = %path.display(),
-                access_key_id = %key.record.access_key_id,
-                "bootstrapped account {ACCOUNT_ID}: administrator credentials written (profile {ADMIN_PROFILE})"
-            );
-            Ok(AdminBootstrap::Created {
-                path,
-                access_key_id: key.record.access_key_id.clone(),
-            })
-        }
+    let written = bootstrap_account(iam, ACCOUNT_ID, claimant, |key| {
+        write_admin_credentials(data_dir, key)
+    })
+    .await?;
+    let Some((path, access_key_id)) = written else {
+        return Ok(AdminBootstrap::AlreadyDone);
+    };
+    tracing::info!(
+        path = %path.display(),
+        %access_key_id,
+        "bootstrapped account {ACCOUNT_ID}: administrator credentials written (profile {ADMIN_PROFILE})"
+    );
+    Ok(AdminBootstrap::Created {
+        path,
+        access_key_id,
+    })
+}
+
+/// Writes `key` as `<data_dir>/admin-credentials` (see the module docs): the file and the
+/// key id.
+fn write_admin_credentials(
+    data_dir: &Path,
+    key: &NewAccessKey,
+) -> Result<(PathBuf, String), BootstrapError> {
+    let text = credentials_text(key);
+    let id = key.record.access_key_id.clone();
+    if let Some(path) = copy_of(data_dir, text.as_bytes()) {
+        return Ok((path, id));
     }
+    let path = data_dir.join(ADMIN_CREDENTIALS_FILE);
+    match write_exclusive(&path, text.as_bytes()) {
+        Ok(()) => return Ok((path, id)),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            return Err(file_err(&path)(e));
+        }
+        Err(_) => {}
+    }
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
+    let other = data_dir.join(format!("{ADMIN_CREDENTIALS_FILE}.{stamp}"));
+    tracing::warn!(
+        existing = %path.display(),
+        "an older admin-credentials file exists; writing the new one beside it"
+    );
+    write_exclusive(&other, text.as_bytes()).map_err(file_err(&other))?;
+    Ok((other, id))
+}
+
+/// An `admin-credentials*` file in `data_dir` holding exactly `text`.
+fn copy_of(data_dir: &Path, text: &[u8]) -> Option<PathBuf> {
+    std::fs::read_dir(data_dir)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(ADMIN_CREDENTIALS_FILE))
+        })
+        .find(|p| {
+            std::fs::read(p)
+                .map(zeroize::Zeroizing::new)
+                .is_ok_and(|existing| existing.as_slice() == text)
+        })
 }
 
 /// `POST /bootstrap`: one-time bootstrap guarded by the setup token (see the module docs).
@@ -217,6 +412,9 @@ pub struct SetupEndpoint {
     iam: Arc<IamRepo>,
     store: Arc<dyn KvStore>,
     token: Secret,
+    claimant: Claimant,
+    /// One request at a time: they share this process's claim.
+    watch: tokio::sync::Mutex<ClaimWatch>,
 }
 
 impl std::fmt::Debug for SetupEndpoint {
@@ -226,9 +424,21 @@ impl std::fmt::Debug for SetupEndpoint {
 }
 
 impl SetupEndpoint {
-    /// The endpoint for `token` over `iam`, recording the spent token in `store`.
-    pub fn new(iam: Arc<IamRepo>, store: Arc<dyn KvStore>, token: Secret) -> Self {
-        Self { iam, store, token }
+    /// The endpoint for `token` over `iam`, recording the spent token in `store`, claiming
+    /// the bootstrap as `claimant`.
+    pub fn new(
+        iam: Arc<IamRepo>,
+        store: Arc<dyn KvStore>,
+        token: Secret,
+        claimant: Claimant,
+    ) -> Self {
+        Self {
+            iam,
+            store,
+            token,
+            claimant,
+            watch: tokio::sync::Mutex::new(ClaimWatch::default()),
+        }
     }
 
     fn token_matches(&self, headers: &HeaderMap) -> bool {
@@ -242,6 +452,7 @@ impl SetupEndpoint {
     }
 
     async fn run(&self) -> Result<NewAccessKey, ApiError> {
+        let mut watch = self.watch.lock().await;
         let bucket = self
             .store
             .create_or_open(&BucketConfig::new(SETUP_BUCKET))
@@ -250,39 +461,35 @@ impl SetupEndpoint {
                 tracing::error!(error = %e, "setup bucket unavailable");
                 ApiError::service_unavailable()
             })?;
-        let spent = || {
-            ApiError::new(
-                "SetupTokenSpent",
-                "The setup token has been used; the account is bootstrapped.",
-                409,
-            )
+        let claim = match step(&self.iam, ACCOUNT_ID, &self.claimant, &mut watch).await? {
+            BootstrapStep::Claimed(claim) => claim,
+            BootstrapStep::Busy { .. } => return Err(ApiError::service_unavailable()),
+            BootstrapStep::Done => {
+                return Err(ApiError::new(
+                    "SetupTokenSpent",
+                    "The setup token has been used; the account is bootstrapped.",
+                    409,
+                ));
+            }
         };
-        if self.iam.is_bootstrapped(ACCOUNT_ID).await? {
-            return Err(spent());
-        }
         let marker = format!(
-            r#"{{"spent_at":"{}"}}"#,
-            time::OffsetDateTime::now_utc().unix_timestamp()
+            r#"{{"spent_at":"{}","access_key_id":"{}"}}"#,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            claim.key.record.access_key_id
         );
         match bucket.create(SETUP_SPENT_KEY, Bytes::from(marker)).await {
-            Ok(_) => {}
-            Err(KvError::AlreadyExists { .. }) => return Err(spent()),
+            // Already there: an earlier attempt of this claim recorded it.
+            Ok(_) | Err(KvError::AlreadyExists { .. }) => {}
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the setup token as spent");
                 return Err(ApiError::service_unavailable());
             }
         }
-        match self.iam.bootstrap(ACCOUNT_ID).await {
-            Ok(BootstrapOutcome::Created(key)) => Ok(*key),
-            Ok(BootstrapOutcome::AlreadyDone) => Err(spent()),
-            Err(e) => {
-                // Nothing usable was handed out: let the operator try again.
-                if let Err(undo) = bucket.delete(SETUP_SPENT_KEY, None).await {
-                    tracing::error!(error = %undo, "cannot release the setup token after a failed bootstrap");
-                }
-                Err(e.into())
-            }
+        if !self.iam.bootstrap_complete(&claim).await? {
+            // Taken over by a process that judged this one dead: it hands the key out.
+            return Err(ApiError::service_unavailable());
         }
+        Ok(claim.key)
     }
 }
 

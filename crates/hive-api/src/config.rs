@@ -34,6 +34,7 @@
 //! | `HIVE_REPLICAS` | `storage.replicas` |
 //! | `HIVE_STORAGE_CONNECT_TIMEOUT_MS` | `storage.connect_timeout_ms` |
 //! | `HIVE_STORAGE_OP_TIMEOUT_MS` | `storage.op_timeout_ms` |
+//! | `HIVE_STORAGE_STARTUP_TIMEOUT_SECS` | `storage.startup_timeout_secs` (0: wait forever) |
 //! | `HIVE_VPC_ENABLED`, `HIVE_VPC_BRIDGE_NAME`, `HIVE_VPC_DEFAULT_CIDR`, `HIVE_VPC_DEFAULT_SUBNET_CIDR`, `HIVE_VPC_GATEWAY_IP`, `HIVE_VPC_NAT_ENABLED`, `HIVE_VPC_METADATA_ENABLED`, `HIVE_VPC_METADATA_IP`, `HIVE_VPC_DATAPATH_TYPE` | `[vpc]` keys |
 //! | `HIVE_NODE_NAME`, `HIVE_NODE_TUNNEL_IP`, `HIVE_NODE_TUNNEL_TYPE`, `HIVE_NODE_HEARTBEAT_MS`, `HIVE_NODE_TTL_MS` | `[node]` keys (`name`, `tunnel_ip`, `tunnel_type`, `heartbeat_ms`, `node_ttl_ms`) |
 //! | `HIVE_IAM_ENABLED`, `HIVE_IAM_KV_BUCKET_USERS`, `HIVE_IAM_KV_BUCKET_ROLES`, `HIVE_IAM_KV_BUCKET_POLICIES`, `HIVE_IAM_KV_BUCKET_ACCESS_KEYS`, `HIVE_IAM_KV_BUCKET_SESSIONS` | `[iam]` keys |
@@ -60,6 +61,13 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The default region.
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+/// This host's name (`/proc/sys/kernel/hostname`), empty when it cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Every environment variable read by [`Config::load`], for documentation and `--help`.
 pub const ENV_VARS: &[&str] = &[
     "HIVE_LISTEN",
@@ -81,6 +89,7 @@ pub const ENV_VARS: &[&str] = &[
     "HIVE_REPLICAS",
     "HIVE_STORAGE_CONNECT_TIMEOUT_MS",
     "HIVE_STORAGE_OP_TIMEOUT_MS",
+    "HIVE_STORAGE_STARTUP_TIMEOUT_SECS",
     "HIVE_VPC_ENABLED",
     "HIVE_VPC_BRIDGE_NAME",
     "HIVE_VPC_DEFAULT_CIDR",
@@ -271,6 +280,9 @@ pub struct StorageConfig {
     pub connect_timeout_ms: u64,
     /// Time allowed for one storage operation, in milliseconds (default 5 000).
     pub op_timeout_ms: u64,
+    /// How long a starting node waits for its store (unreachable, or JetStream without a
+    /// leader yet) before it gives up, in seconds (default 300; 0: wait forever).
+    pub startup_timeout_secs: u64,
 }
 
 impl Default for StorageConfig {
@@ -281,6 +293,7 @@ impl Default for StorageConfig {
             replicas: 1,
             connect_timeout_ms: 5_000,
             op_timeout_ms: 5_000,
+            startup_timeout_secs: 300,
         }
     }
 }
@@ -432,6 +445,7 @@ impl Config {
         set!("HIVE_REPLICAS", st.replicas);
         set!("HIVE_STORAGE_CONNECT_TIMEOUT_MS", st.connect_timeout_ms);
         set!("HIVE_STORAGE_OP_TIMEOUT_MS", st.op_timeout_ms);
+        set!("HIVE_STORAGE_STARTUP_TIMEOUT_SECS", st.startup_timeout_secs);
         let v = &mut self.vpc;
         set!("HIVE_VPC_ENABLED", v.enabled);
         set!("HIVE_VPC_BRIDGE_NAME", v.bridge_name);
@@ -715,6 +729,7 @@ mod tests {
             "replicas",
             "connect_timeout_ms",
             "op_timeout_ms",
+            "startup_timeout_secs",
             "bridge_name",
             "default_cidr",
             "default_subnet_cidr",

@@ -31,8 +31,13 @@ impl Fault {
     }
 }
 
-/// The generic message of every 5xx: the real cause is logged, never sent.
+/// The generic message of every 500: the real cause is logged, never sent.
 const INTERNAL_MESSAGE: &str = "We encountered an internal error. Please try again.";
+/// The generic message of every 503.
+const UNAVAILABLE_MESSAGE: &str = "The service is unavailable. Please try again.";
+/// What every 503 answers in `Retry-After`: storage outages and contention are short, and
+/// AWS clients back off on their own on top of it.
+pub const RETRY_AFTER_SECS: u32 = 1;
 
 /// An AWS error response: code, message and HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,11 +220,26 @@ impl ApiError {
 
     /// Storage or another dependency is unavailable (`ServiceUnavailable`, 503).
     pub fn service_unavailable() -> Self {
-        Self::new(
-            "ServiceUnavailable",
-            "The service is unavailable. Please try again.",
-            503,
-        )
+        Self::new("ServiceUnavailable", UNAVAILABLE_MESSAGE, 503)
+    }
+
+    /// Seconds the client should wait before retrying (`Retry-After`): set on every 503, which
+    /// says "storage unavailable or contended, the same request may succeed".
+    pub fn retry_after(&self) -> Option<u32> {
+        (self.status == 503).then_some(RETRY_AFTER_SECS)
+    }
+
+    /// A core's error of the service itself (`status` 5xx) under its AWS `code`: the cause is
+    /// logged, the client gets a generic message. 503 (retry) for storage outages and
+    /// contention, 500 for bugs (corrupt records, sealing).
+    fn server_fault(code: &'static str, status: u16, cause: &dyn fmt::Display) -> Self {
+        if status == 503 {
+            tracing::warn!(error = %cause, code, "storage unavailable or contended; the client is asked to retry");
+            Self::new(code, UNAVAILABLE_MESSAGE, status)
+        } else {
+            tracing::error!(error = %cause, code, "internal failure");
+            Self::new(code, INTERNAL_MESSAGE, status)
+        }
     }
 
     /// The XML body for `protocol`, carrying `request_id`.
@@ -263,24 +283,18 @@ impl std::error::Error for ApiError {}
 
 impl From<hive_iam::error::IamError> for ApiError {
     fn from(e: hive_iam::error::IamError) -> Self {
-        let status = e.http_status();
-        if status >= 500 {
-            // The cause (storage, sealing, corrupt record) stays in the log.
-            tracing::error!(error = %e, code = e.code(), "identity core failure");
-            Self::new(e.code(), INTERNAL_MESSAGE, status)
-        } else {
-            Self::new(e.code(), e.to_string(), status)
+        match e.http_status() {
+            status @ 500.. => Self::server_fault(e.code(), status, &e),
+            status => Self::new(e.code(), e.to_string(), status),
         }
     }
 }
 
 impl From<hive_vpc::error::VpcError> for ApiError {
     fn from(e: hive_vpc::error::VpcError) -> Self {
-        if e.is_client_error() {
-            Self::new(e.code(), e.to_string(), 400)
-        } else {
-            tracing::error!(error = %e, code = e.code(), "network core failure");
-            Self::new(e.code(), INTERNAL_MESSAGE, 500)
+        match e.http_status() {
+            status @ 500.. => Self::server_fault(e.code(), status, &e),
+            status => Self::new(e.code(), e.to_string(), status),
         }
     }
 }
@@ -370,6 +384,72 @@ mod tests {
         assert_eq!((e.code(), e.status()), ("VpcLimitExceeded", 400));
         let e: ApiError = hive_vpc::error::VpcError::CorruptState("x".into()).into();
         assert_eq!(e.status(), 500);
+        assert_eq!(e.retry_after(), None);
+    }
+
+    /// Storage outages and contention that outlasted the cores' retries are 503 with
+    /// `Retry-After` in every service; corrupt records and sealing failures stay 500.
+    #[test]
+    fn storage_outages_and_contention_are_503_with_retry_after() {
+        use hive_iam::error::IamError;
+        use hive_kv::KvError;
+        let conflict = || KvError::RevisionConflict {
+            key: "users.alice".into(),
+            expected: 3,
+            actual: Some(4),
+        };
+        let exists = || KvError::AlreadyExists {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        let unavailable = || KvError::Unavailable("nats get: timed out after 5s".into());
+        let cases: Vec<(ApiError, &str)> = vec![
+            (
+                IamError::Storage(unavailable()).into(),
+                "ServiceUnavailable",
+            ),
+            (IamError::Storage(conflict()).into(), "ServiceUnavailable"),
+            (IamError::Storage(exists()).into(), "ServiceUnavailable"),
+            (
+                hive_vpc_store::storage_error(unavailable()).into(),
+                "ServiceUnavailable",
+            ),
+            (
+                hive_vpc_store::storage_error(conflict()).into(),
+                "RequestLimitExceeded",
+            ),
+            (
+                hive_vpc_store::storage_error(exists()).into(),
+                "RequestLimitExceeded",
+            ),
+            (ApiError::service_unavailable(), "ServiceUnavailable"),
+        ];
+        for (e, code) in cases {
+            assert_eq!(
+                (e.code(), e.status(), e.retry_after()),
+                (code, 503, Some(1))
+            );
+            assert_eq!(e.fault(), Fault::Receiver);
+            assert_eq!(
+                e.message(),
+                UNAVAILABLE_MESSAGE,
+                "the cause stays in the log"
+            );
+        }
+        let bugs: Vec<ApiError> = vec![
+            IamError::CorruptRecord {
+                key: "k".into(),
+                reason: "r".into(),
+            }
+            .into(),
+            IamError::Seal(hive_iam::seal::SealError::Malformed).into(),
+            hive_vpc_store::storage_error(KvError::Codec("bad".into())).into(),
+            ApiError::internal(),
+        ];
+        for e in bugs {
+            assert_eq!((e.status(), e.retry_after()), (500, None), "{e}");
+        }
+        assert_eq!(ApiError::throttling().retry_after(), None);
     }
 
     #[test]

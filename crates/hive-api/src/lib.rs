@@ -21,6 +21,7 @@
 //! - [`bootstrap`]: the sealing key, the first administrator and the setup token.
 //! - [`node`]: composition: storage, keyring, repository, bootstrap, services and server
 //!   ([`node::start`]); the binary and the integration tests run the same node.
+//! - [`retry`]: capped exponential backoff and waiting for a store that is not ready yet.
 
 pub mod app;
 pub mod auth;
@@ -31,6 +32,7 @@ pub mod error;
 pub mod iam;
 pub mod netsync;
 pub mod node;
+pub mod retry;
 pub mod server;
 pub mod storage;
 pub mod sts;

@@ -9,16 +9,27 @@
 //!        ─► bootstrap_admin (or the setup-token endpoint) ─► Server { SigV4Authenticator,
 //!           IamService, StsService, Ec2Service, KvReadiness } ─► serve
 //! ```
+//!
+//! The steps that need the store wait for it: while it cannot be reached or JetStream has no
+//! leader yet (processes started together with a fresh NATS cluster), each step is retried
+//! with backoff (100 ms doubling to 5 s), every failed attempt logged as a warning with its
+//! cause, for at most `[storage] startup_timeout_secs` (0: forever). Configuration errors end
+//! start-up at once.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hive_kv::KvStore;
+
 use crate::app::App;
 use crate::auth::SigV4Authenticator;
-use crate::bootstrap::{self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, SetupEndpoint};
-use crate::config::Config;
+use crate::bootstrap::{
+    self, AdminBootstrap, BOOTSTRAP_PATH, BootstrapError, Claimant, SetupEndpoint,
+};
+use crate::config::{Config, StorageConfig};
+use crate::retry::{Backoff, retry_while};
 use crate::server::{KvReadiness, Server};
 use crate::storage::{self, Backend, StorageError};
 
@@ -48,6 +59,30 @@ pub enum NodeError {
     /// The server stopped with an I/O error.
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// The store was still not ready when `[storage] startup_timeout_secs` ran out.
+    #[error("storage not ready after {secs} s ([storage] startup_timeout_secs): {source}")]
+    StoreNotReady {
+        /// The configured limit.
+        secs: u64,
+        /// The last failure.
+        source: Box<NodeError>,
+    },
+}
+
+impl NodeError {
+    /// Whether start-up should wait and try again: the store cannot be reached, JetStream has
+    /// no leader yet (no responders, timeouts, a bucket not there yet), or writes of other
+    /// processes starting at the same time won a compare-and-swap. Configuration errors (a bad
+    /// URL, an unusable key) are not.
+    pub fn store_not_ready(&self) -> bool {
+        match self {
+            Self::Storage(StorageError::Open { source, .. }) => {
+                matches!(source, hive_kv::KvError::Unavailable(_))
+            }
+            Self::Iam(e) | Self::Bootstrap(BootstrapError::Iam(e)) => e.is_transient(),
+            _ => false,
+        }
+    }
 }
 
 /// Everything a node is made of, before it listens.
@@ -74,22 +109,106 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// Open storage, the keyring and the repository, bootstrap, and build the server.
+/// How long start-up waits for a store that is not ready (`[storage] startup_timeout_secs`,
+/// from the start of [`prepare`]).
+struct StoreWait {
+    deadline: Option<tokio::time::Instant>,
+    limit_secs: u64,
+}
+
+impl StoreWait {
+    fn new(storage: &StorageConfig) -> Self {
+        let limit_secs = storage.startup_timeout_secs;
+        Self {
+            deadline: (limit_secs > 0)
+                .then(|| tokio::time::Instant::now() + Duration::from_secs(limit_secs)),
+            limit_secs,
+        }
+    }
+
+    /// Runs the start-up step `what`, again with backoff while its error says the store is
+    /// not ready ([`NodeError::store_not_ready`]); any other error ends start-up at once.
+    async fn step<T, Fut>(&self, what: &str, attempt: impl FnMut() -> Fut) -> Result<T, NodeError>
+    where
+        Fut: Future<Output = Result<T, NodeError>>,
+    {
+        retry_while(
+            what,
+            self.deadline,
+            Backoff::store(),
+            NodeError::store_not_ready,
+            attempt,
+        )
+        .await
+        .map_err(|e| {
+            if e.store_not_ready() {
+                NodeError::StoreNotReady {
+                    secs: self.limit_secs,
+                    source: Box::new(e),
+                }
+            } else {
+                e
+            }
+        })
+    }
+}
+
+/// Open storage, the keyring and the repository, bootstrap, and build the server. Waits for a
+/// store that is not ready yet (see [`NodeError::store_not_ready`]), at most
+/// `[storage] startup_timeout_secs`.
 pub async fn prepare(config: Config) -> Result<Prepared, NodeError> {
+    let wait = StoreWait::new(&config.storage);
+    let (store, backend) = wait
+        .step("opening storage", || async {
+            Ok(storage::open(&config.storage).await?)
+        })
+        .await?;
+    prepare_with(config, store, backend, wait).await
+}
+
+/// [`prepare`] on a store the caller opened (tests put a fault-injecting store under a real
+/// node this way).
+pub async fn prepare_on(
+    config: Config,
+    store: Arc<dyn KvStore>,
+    backend: Backend,
+) -> Result<Prepared, NodeError> {
+    let wait = StoreWait::new(&config.storage);
+    prepare_with(config, store, backend, wait).await
+}
+
+async fn prepare_with(
+    config: Config,
+    store: Arc<dyn KvStore>,
+    backend: Backend,
+    wait: StoreWait,
+) -> Result<Prepared, NodeError> {
     let config = Arc::new(config);
-    let (store, backend) = storage::open(&config.storage).await?;
     let keyring = bootstrap::load_keyring(&config)?;
-    let app = Arc::new(App::open(store.clone(), config.clone(), keyring).await?);
+    let app = wait
+        .step("opening the IAM buckets", || async {
+            Ok(App::open(store.clone(), config.clone(), keyring.clone()).await?)
+        })
+        .await?;
+    let app = Arc::new(app);
+    // One claimant for every attempt: a retried bootstrap carries on with its own claim.
+    let claimant = Claimant::for_node(&config);
     let (bootstrap, setup) = match &config.server.setup_token {
         Some(token) => {
             tracing::info!("setup token configured: bootstrap through POST {BOOTSTRAP_PATH}");
-            let endpoint = SetupEndpoint::new(app.iam.clone(), store.clone(), token.clone());
+            let endpoint =
+                SetupEndpoint::new(app.iam.clone(), store.clone(), token.clone(), claimant);
             (None, Some(endpoint))
         }
-        None => (
-            Some(bootstrap::bootstrap_admin(&app.iam, &config.storage.data_dir).await?),
-            None,
-        ),
+        None => {
+            let data_dir = &config.storage.data_dir;
+            let done = wait
+                .step("bootstrapping the administrator", || async {
+                    Ok(bootstrap::bootstrap_admin(&app.iam, data_dir, &claimant).await?)
+                })
+                .await?;
+            (Some(done), None)
+        }
     };
     let ec2 = Arc::new(crate::ec2::Ec2Service::new(app.clone()));
     // The switch sync runs for the life of the process ([vpc] enabled; OVS via OVS_RUNDIR).
@@ -179,22 +298,35 @@ impl Drop for Node {
     }
 }
 
-async fn bind(config: &Config) -> Result<tokio::net::TcpListener, NodeError> {
+/// The listener on `[server] listen` and the address it got.
+async fn bind(config: &Config) -> Result<(tokio::net::TcpListener, SocketAddr), NodeError> {
     let addr = config.server.listen;
-    tokio::net::TcpListener::bind(addr)
+    let listen_err = |source| NodeError::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| NodeError::Listen { addr, source })
+        .map_err(listen_err)?;
+    let local = listener.local_addr().map_err(listen_err)?;
+    Ok((listener, local))
 }
 
 /// Prepare a node and serve it in the background on `config.server.listen` (use port 0 for a
 /// free port; [`Node::addr`] tells which).
 pub async fn start(config: Config) -> Result<Node, NodeError> {
-    let listener = bind(&config).await?;
-    let addr = listener.local_addr().map_err(|source| NodeError::Listen {
-        addr: config.server.listen,
-        source,
-    })?;
-    let prepared = prepare(config).await?;
+    let bound = bind(&config).await?;
+    serve_in_background(bound, prepare(config)).await
+}
+
+/// [`start`] on a store the caller opened (see [`prepare_on`]).
+pub async fn start_on(config: Config, store: Arc<dyn KvStore>) -> Result<Node, NodeError> {
+    let bound = bind(&config).await?;
+    serve_in_background(bound, prepare_on(config, store, Backend::Given)).await
+}
+
+async fn serve_in_background(
+    (listener, addr): (tokio::net::TcpListener, SocketAddr),
+    prepared: impl Future<Output = Result<Prepared, NodeError>>,
+) -> Result<Node, NodeError> {
+    let prepared = prepared.await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(prepared.server.serve(listener, async {
         let _ = stopped.await;
@@ -214,13 +346,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeError> {
-    let listener = bind(&config).await?;
+    let (listener, local) = bind(&config).await?;
     let data_dir = config.storage.data_dir.clone();
     let prepared = prepare(config).await?;
-    let local = listener.local_addr().map_err(|source| NodeError::Listen {
-        addr: prepared.app.config.server.listen,
-        source,
-    })?;
     tracing::info!(
         listen = %local,
         data_dir = %data_dir.display(),
@@ -242,4 +370,53 @@ pub async fn run(
         .map_err(NodeError::Serve)?;
     tracing::info!("hive-api stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_iam::error::IamError;
+    use hive_kv::KvError;
+
+    #[test]
+    fn only_a_store_that_is_not_ready_is_waited_for() {
+        let open = |source| {
+            NodeError::Storage(StorageError::Open {
+                backend: "nats",
+                source,
+            })
+        };
+        let not_ready = [
+            open(KvError::Unavailable(
+                "nats connect: connection refused".into(),
+            )),
+            NodeError::Iam(IamError::Storage(KvError::Unavailable(
+                "nats get bucket: no responders".into(),
+            ))),
+            NodeError::Iam(IamError::Storage(KvError::BucketNotFound("b".into()))),
+            NodeError::Bootstrap(BootstrapError::Iam(IamError::Storage(
+                KvError::RevisionConflict {
+                    key: "k".into(),
+                    expected: 1,
+                    actual: None,
+                },
+            ))),
+        ];
+        for e in &not_ready {
+            assert!(e.store_not_ready(), "{e}");
+        }
+        let at_once = [
+            open(KvError::InvalidConfig("bad NATS URL list".into())),
+            NodeError::Iam(IamError::Storage(KvError::Codec("bad".into()))),
+            NodeError::Bootstrap(BootstrapError::File {
+                path: "admin-credentials".into(),
+                source: std::io::Error::other("read-only"),
+            }),
+            NodeError::Bootstrap(BootstrapError::Key(hive_iam::seal::SealError::InvalidKey)),
+            NodeError::Tls("no certificate".into()),
+        ];
+        for e in &at_once {
+            assert!(!e.store_not_ready(), "{e}");
+        }
+    }
 }

@@ -18,6 +18,8 @@ pub enum Backend {
     Sqlite,
     /// NATS JetStream KV.
     Nats,
+    /// A store the caller opened ([`crate::node::start_on`]).
+    Given,
 }
 
 impl Backend {
@@ -26,6 +28,7 @@ impl Backend {
         match self {
             Self::Sqlite => "sqlite",
             Self::Nats => "nats",
+            Self::Given => "given",
         }
     }
 }

@@ -360,22 +360,6 @@ async fn principal_of(app: &App, user: &str) -> Principal {
     }
 }
 
-/// Poll `check` until it returns true; the time it took, or a panic after `limit`.
-async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "{what} not seen within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// Two `App`s on one store: `writer` changes things, `reader` (warm cache) must notice within
 /// one second — through its KV watch, not by luck.
 async fn revocations_cross_apps(writer: &Node, reader: &Node) {

@@ -1,6 +1,7 @@
-//! The `hive-api` binary: start-up on the embedded store and on NATS JetStream, readiness
-//! following storage, JSON logs with request ids and no secrets, graceful exit on SIGTERM,
-//! and configuration errors that name the key.
+//! The `hive-api` binary: start-up on the embedded store and on NATS JetStream (waiting for a
+//! NATS server that is not there yet, giving up after `startup_timeout_secs`, at once on a bad
+//! URL), readiness following storage, JSON logs with request ids and no secrets, graceful exit
+//! on SIGTERM, and configuration errors that name the key.
 
 mod common;
 
@@ -9,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, free_port, get, post_form, spawn_hive_api as hive_api, wait_up};
+use common::{
+    Proc, STORE_NOT_READY, free_port, get, post_form, spawn_hive_api as hive_api, wait_exit,
+    wait_for_log, wait_up,
+};
 
 fn sigterm_and_wait(proc: &mut Proc) -> std::process::ExitStatus {
     let pid = proc.0.id().to_string();
@@ -18,17 +22,7 @@ fn sigterm_and_wait(proc: &mut Proc) -> std::process::ExitStatus {
         .status()
         .expect("run kill");
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = proc.0.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "hive-api did not stop after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_exit(proc, Duration::from_secs(15))
 }
 
 #[tokio::test]
@@ -207,5 +201,76 @@ async fn runs_on_nats_and_readiness_follows_it() {
         get(addr, "/health").await.status,
         200,
         "health stays shallow"
+    );
+}
+
+/// Started before its NATS server, the node waits (a warning per attempt) instead of exiting,
+/// and serves once the server is there.
+#[tokio::test]
+async fn a_node_started_before_nats_waits_for_it() {
+    let mut nats = hive_kv::testing::NatsServer::start();
+    nats.stop();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let log = dir.path().join("log");
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut proc = hive_api(
+        &[
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+            "--listen",
+            &addr.to_string(),
+            "--nats-url",
+            &nats.url(),
+        ],
+        &[],
+        &log,
+    );
+    wait_for_log(&mut proc, &log, STORE_NOT_READY, Duration::from_secs(60)).await;
+    nats.restart().expect("start nats-server");
+    wait_up(addr, &mut proc, &log, true, Duration::from_secs(60)).await;
+    assert!(data.join("admin-credentials").exists());
+}
+
+/// A URL that cannot be a NATS URL ends start-up without a retry; a store that never comes
+/// ends it once `startup_timeout_secs` has passed, naming the setting.
+#[tokio::test]
+async fn start_up_gives_up_on_a_bad_url_at_once_and_on_a_missing_store_after_its_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data = data.to_str().expect("utf-8");
+    let run = |url: &str, env: &[(&str, &str)], name: &str| {
+        let log = dir.path().join(name);
+        let mut proc = hive_api(
+            &[
+                "--data-dir",
+                data,
+                "--listen",
+                "127.0.0.1:0",
+                "--nats-url",
+                url,
+            ],
+            env,
+            &log,
+        );
+        let status = wait_exit(&mut proc, Duration::from_secs(120));
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    };
+    let (status, log) = run("nats://bad host:4222", &[], "bad-url.log");
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("bad NATS URL"), "{log}");
+    assert!(!log.contains(STORE_NOT_READY), "no retry: {log}");
+
+    let nobody = format!("nats://127.0.0.1:{}", free_port());
+    let (status, log) = run(
+        &nobody,
+        &[("HIVE_STORAGE_STARTUP_TIMEOUT_SECS", "2")],
+        "timeout.log",
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains(STORE_NOT_READY), "{log}");
+    assert!(
+        log.contains("storage not ready after 2 s ([storage] startup_timeout_secs)"),
+        "{log}"
     );
 }

@@ -64,6 +64,42 @@ fn ec2_error_bodies_parse_with_code_message_and_request_id() {
     assert_eq!(parsed["ResponseMetadata"]["RequestId"], "rid-3");
 }
 
+/// Storage outages (`ServiceUnavailable`) and EC2 contention (`RequestLimitExceeded`) are 503s
+/// that botocore retries; a bug (500) it retries too, a client error it does not.
+#[test]
+fn retry_later_errors_are_retried_by_botocore() {
+    use hive_iam::error::IamError;
+    use hive_vpc::error::VpcError;
+    let unavailable = ApiError::from(IamError::Storage(hive_kv::KvError::Unavailable(
+        "timeout".into(),
+    )));
+    let contention = ApiError::from(VpcError::Busy("vpc-1234".into()));
+    for (service, operation, err, protocol, code) in [
+        (
+            "iam",
+            "CreateUser",
+            &unavailable,
+            Protocol::Query,
+            "ServiceUnavailable",
+        ),
+        (
+            "ec2",
+            "CreateTags",
+            &contention,
+            Protocol::Ec2,
+            "RequestLimitExceeded",
+        ),
+    ] {
+        let parsed = botocore_parse(service, operation, err.status(), &err.to_xml(protocol, "r"));
+        assert_eq!(parsed["Error"]["Code"], code);
+        assert_eq!(parsed["ResponseMetadata"]["HTTPStatusCode"], 503);
+        assert_eq!(parsed["_retryable"], true, "{code}");
+    }
+    let client = ApiError::new("NoSuchEntity", "no", 404);
+    let parsed = botocore_parse("iam", "GetUser", 404, &client.to_xml(Protocol::Query, "r"));
+    assert_eq!(parsed["_retryable"], false);
+}
+
 #[test]
 fn sts_get_caller_identity_body_parses() {
     let body = xml::query_response(ServiceId::Sts, "GetCallerIdentity", "rid-4", |r| {

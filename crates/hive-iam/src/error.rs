@@ -50,7 +50,8 @@ pub enum IamError {
     /// Sealing or opening a secret failed (`ServiceFailure`).
     #[error("secret sealing: {0}")]
     Seal(#[from] SealError),
-    /// The storage backend failed (`ServiceFailure`).
+    /// The storage backend failed: `ServiceUnavailable` (503) when it may succeed on retry
+    /// ([`IamError::is_transient`]), `ServiceFailure` (500) otherwise.
     #[error("storage: {0}")]
     Storage(#[from] hive_kv::KvError),
     /// Signature verification failed (the SigV4 error's own code).
@@ -72,6 +73,7 @@ impl IamError {
             Self::InvalidInput(_) => "InvalidInput",
             Self::ExpiredToken => "ExpiredToken",
             Self::ConcurrentModification(_) => "ConcurrentModification",
+            Self::Storage(_) if self.is_transient() => "ServiceUnavailable",
             Self::CorruptRecord { .. } | Self::Seal(_) | Self::Storage(_) => "ServiceFailure",
             Self::SigV4(e) => e.code(),
         }
@@ -90,11 +92,27 @@ impl IamError {
             | Self::Validation(_)
             | Self::InvalidInput(_) => 400,
             Self::ExpiredToken => 403,
-            Self::CorruptRecord { .. } | Self::Seal(_) => 500,
-            Self::Storage(hive_kv::KvError::Unavailable(_)) => 503,
-            Self::Storage(_) => 500,
+            Self::Storage(_) if self.is_transient() => 503,
+            Self::CorruptRecord { .. } | Self::Seal(_) | Self::Storage(_) => 500,
             Self::SigV4(e) => e.http_status(),
         }
+    }
+
+    /// Whether the store could not do it *now*, so the same request may succeed later: it is
+    /// unreachable or too slow, a bucket is not there (yet), or compare-and-swap contention
+    /// outlasted the repository's retries (a conflict or an "already exists" surfacing where
+    /// none was expected). Never the client's fault, and not a bug either.
+    pub fn is_transient(&self) -> bool {
+        use hive_kv::KvError;
+        matches!(
+            self,
+            Self::Storage(
+                KvError::Unavailable(_)
+                    | KvError::BucketNotFound(_)
+                    | KvError::RevisionConflict { .. }
+                    | KvError::AlreadyExists { .. }
+            )
+        )
     }
 
     /// Whether the client is at fault (`Sender`) rather than the service (`Receiver`).
@@ -105,3 +123,44 @@ impl IamError {
 
 /// Result alias of the identity core.
 pub type Result<T, E = IamError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hive_kv::KvError;
+
+    #[test]
+    fn storage_errors_are_unavailable_when_a_retry_may_succeed() {
+        let conflict = KvError::RevisionConflict {
+            key: "k".into(),
+            expected: 1,
+            actual: Some(2),
+        };
+        let exists = KvError::AlreadyExists {
+            bucket: "b".into(),
+            key: "k".into(),
+        };
+        for kv in [
+            KvError::Unavailable("timeout".into()),
+            KvError::BucketNotFound("b".into()),
+            conflict,
+            exists,
+        ] {
+            let e = IamError::Storage(kv);
+            assert!(e.is_transient(), "{e}");
+            assert_eq!((e.code(), e.http_status()), ("ServiceUnavailable", 503));
+        }
+        for e in [
+            IamError::Storage(KvError::Codec("bad".into())),
+            IamError::CorruptRecord {
+                key: "k".into(),
+                reason: "r".into(),
+            },
+        ] {
+            assert!(!e.is_transient(), "{e}");
+            assert_eq!((e.code(), e.http_status()), ("ServiceFailure", 500));
+        }
+        let e = IamError::ConcurrentModification("busy".into());
+        assert_eq!((e.code(), e.http_status()), ("ConcurrentModification", 409));
+    }
+}

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `hive-iam-users` | `<account>.user.<name>` | [`UserRecord`] |
 //! | `hive-iam-users` | `<account>.group.<name>` | [`GroupRecord`] (groups share the users bucket) |
-//! | `hive-iam-users` | `<account>.bootstrap` | bootstrap marker |
+//! | `hive-iam-users` | `<account>.bootstrap` | bootstrap claim, then done marker (`bootstrap` module) |
 //! | `hive-iam-roles` | `<account>.role.<name>` | [`RoleRecord`] |
 //! | `hive-iam-policies` | `<account>.policy.<name>` | [`PolicyRecord`] |
 //! | `hive-iam-access-keys` | `<access key id>` | [`AccessKeyRecord`] |
@@ -31,12 +31,14 @@
 //! authenticates without its user.
 
 mod accounts;
+mod bootstrap;
 mod effective;
 mod import;
 mod policy_usage;
 
 pub use policy_usage::{PolicyEntity, PolicyUsage};
 
+pub use bootstrap::{BootstrapClaim, BootstrapOutcome, BootstrapStep};
 pub use effective::{CompiledEffective, StoredPolicyError};
 
 use std::collections::BTreeMap;
@@ -45,8 +47,8 @@ use std::sync::Arc;
 use hive_kv::iam::{IamBucketNames, IamBuckets};
 use hive_kv::{Bucket, KvError, KvStore, TypedBucket, encode_key_segment};
 use rand::rngs::OsRng;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::{IamError, Result};
@@ -157,21 +159,6 @@ pub struct EffectivePolicies {
     pub boundary: Option<SourcedPolicy>,
     /// The session policy of temporary credentials.
     pub session: Option<String>,
-}
-
-/// What [`IamRepo::bootstrap`] did.
-#[derive(Debug, Clone)]
-pub enum BootstrapOutcome {
-    /// This call completed the bootstrap and made the administrator's first access key.
-    Created(Box<NewAccessKey>),
-    /// The account was bootstrapped before (or concurrently, by another caller).
-    AlreadyDone,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct BootstrapMarker {
-    #[serde(with = "time::serde::rfc3339")]
-    created_at: OffsetDateTime,
 }
 
 /// Records that can carry managed-policy attachments and inline policies.
@@ -1465,35 +1452,10 @@ impl IamRepo {
         access_key_id: String,
         secret: SecretString,
     ) -> Result<NewAccessKey> {
-        validate_account_id(account_id)?;
-        let ukey = self.user_storage_key(account_id, user).await?;
-        let owner = Self::modify(
-            &self.users,
-            &ukey,
-            || no_such(EntityKind::User, user),
-            |u| {
-                if u.access_keys.len() >= MAX_ACCESS_KEYS_PER_USER {
-                    return Err(IamError::LimitExceeded(format!(
-                        "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
-                    )));
-                }
-                u.access_keys.push(access_key_id.clone());
-                Ok(())
-            },
-        )
-        .await?;
-        let record = AccessKeyRecord {
-            access_key_id: access_key_id.clone(),
-            username: owner.username.clone(),
-            status: KeyStatus::Active,
-            created_at: OffsetDateTime::now_utc(),
-            account_id: account_id.to_owned(),
-            secret_access_key_sealed: Some(
-                self.keyring.seal_secret(&secret, access_key_id.as_bytes()),
-            ),
-            secret_access_key: None,
-            last_used: None,
-        };
+        let (ukey, owner) = self
+            .reserve_access_key(account_id, user, &access_key_id)
+            .await?;
+        let record = self.key_record(account_id, &owner, &access_key_id, &secret);
         if let Err(e) = self.keys.create(&access_key_id, &record).await {
             let _ = Self::modify(
                 &self.users,
@@ -1511,6 +1473,108 @@ impl IamRepo {
             record,
             secret_access_key: secret,
         })
+    }
+
+    /// The access key `access_key_id` of `user`: made with a new secret unless its record
+    /// exists, in which case (an earlier attempt made it) its sealed secret is opened. The
+    /// reservation stays on failure, so a later call finishes the same key.
+    async fn ensure_access_key(
+        &self,
+        account_id: &str,
+        user: &str,
+        access_key_id: &str,
+    ) -> Result<NewAccessKey> {
+        let (_, owner) = self
+            .reserve_access_key(account_id, user, access_key_id)
+            .await?;
+        let secret = generate_secret_access_key(&mut OsRng);
+        let record = self.key_record(account_id, &owner, access_key_id, &secret);
+        match self.keys.create(access_key_id, &record).await {
+            Ok(_) => Ok(NewAccessKey {
+                record,
+                secret_access_key: secret,
+            }),
+            Err(KvError::AlreadyExists { .. }) => {
+                let record = self.owned_key(account_id, user, access_key_id).await?;
+                let (secret, _) = self.key_secret(&record)?;
+                Ok(NewAccessKey {
+                    record,
+                    secret_access_key: secret,
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Lists `access_key_id` in `user`'s record (once; at most two keys per user), the
+    /// reservation without which a key record does not authenticate. Returns the record's
+    /// storage key and the record.
+    async fn reserve_access_key(
+        &self,
+        account_id: &str,
+        user: &str,
+        access_key_id: &str,
+    ) -> Result<(String, UserRecord)> {
+        validate_account_id(account_id)?;
+        let ukey = self.user_storage_key(account_id, user).await?;
+        let owner = Self::modify(
+            &self.users,
+            &ukey,
+            || no_such(EntityKind::User, user),
+            |u| {
+                if u.access_keys.iter().any(|k| k == access_key_id) {
+                    return Ok(());
+                }
+                if u.access_keys.len() >= MAX_ACCESS_KEYS_PER_USER {
+                    return Err(IamError::LimitExceeded(format!(
+                        "Cannot exceed quota for AccessKeysPerUser: {MAX_ACCESS_KEYS_PER_USER}"
+                    )));
+                }
+                u.access_keys.push(access_key_id.to_owned());
+                Ok(())
+            },
+        )
+        .await?;
+        Ok((ukey, owner))
+    }
+
+    /// A new active key record of `owner` in `account_id`, its secret sealed.
+    fn key_record(
+        &self,
+        account_id: &str,
+        owner: &UserRecord,
+        access_key_id: &str,
+        secret: &SecretString,
+    ) -> AccessKeyRecord {
+        AccessKeyRecord {
+            access_key_id: access_key_id.to_owned(),
+            username: owner.username.clone(),
+            status: KeyStatus::Active,
+            created_at: OffsetDateTime::now_utc(),
+            account_id: account_id.to_owned(),
+            secret_access_key_sealed: Some(
+                self.keyring.seal_secret(secret, access_key_id.as_bytes()),
+            ),
+            secret_access_key: None,
+            last_used: None,
+        }
+    }
+
+    /// A key record's secret (sealed, or in clear text as the setup guide writes it by hand)
+    /// and whether it needs sealing with the active key.
+    fn key_secret(&self, key: &AccessKeyRecord) -> Result<(SecretString, bool)> {
+        let id = key.access_key_id.as_bytes();
+        match (&key.secret_access_key_sealed, &key.secret_access_key) {
+            (Some(sealed), _) => Ok((
+                self.keyring.open_string(sealed, id)?,
+                self.keyring.needs_reseal(sealed),
+            )),
+            (None, Some(clear)) => Ok((clear.clone(), true)),
+            (None, None) => Err(IamError::CorruptRecord {
+                key: key.access_key_id.clone(),
+                reason: "access key record has no secret".into(),
+            }),
+        }
     }
 
     /// The storage key of a user record: canonical, or the guide's bare-name key.
@@ -1699,19 +1763,7 @@ impl IamRepo {
         if !user.access_keys.iter().any(|k| k == access_key_id) {
             return Ok(None);
         }
-        let (secret, needs_reseal) = match (&key.secret_access_key_sealed, &key.secret_access_key) {
-            (Some(sealed), _) => (
-                self.keyring.open_string(sealed, access_key_id.as_bytes())?,
-                self.keyring.needs_reseal(sealed),
-            ),
-            (None, Some(clear)) => (clear.clone(), true),
-            (None, None) => {
-                return Err(IamError::CorruptRecord {
-                    key: access_key_id.to_owned(),
-                    reason: "access key record has no secret".into(),
-                });
-            }
-        };
+        let (secret, needs_reseal) = self.key_secret(&key)?;
         Ok(Some(Credential {
             access_key_id: access_key_id.to_owned(),
             secret,
@@ -2006,70 +2058,5 @@ impl IamRepo {
         )
         .await?;
         Ok(changed)
-    }
-
-    // ----- bootstrap --------------------------------------------------------------------
-
-    /// Bootstraps an account as the setup guide does: policy `AdministratorAccess` (Allow `*`
-    /// on `*`), group `administrators` with it attached, user `admin` in the group, and one
-    /// access key. Idempotent, and safe when run concurrently: every step accepts what already
-    /// exists, and only the caller that creates the bootstrap marker makes the access key.
-    pub async fn bootstrap(&self, account_id: &str) -> Result<BootstrapOutcome> {
-        validate_account_id(account_id)?;
-        let policy_arn = arn(account_id, EntityKind::Policy, "/", ADMIN_POLICY);
-        match self
-            .create_policy(
-                account_id,
-                ADMIN_POLICY,
-                None,
-                ADMIN_POLICY_DOCUMENT,
-                Some("Provides full access to all services and resources."),
-                Vec::new(),
-            )
-            .await
-        {
-            Ok(_) | Err(IamError::EntityAlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
-        match self.create_group(account_id, ADMIN_GROUP, None).await {
-            Ok(_) | Err(IamError::EntityAlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
-        self.attach_policy(account_id, &Target::Group(ADMIN_GROUP.into()), &policy_arn)
-            .await?;
-        match self
-            .create_user(account_id, ADMIN_USER, None, Vec::new())
-            .await
-        {
-            Ok(_) | Err(IamError::EntityAlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
-        self.add_user_to_group(account_id, ADMIN_GROUP, ADMIN_USER)
-            .await?;
-        let marker = serde_json::to_vec(&BootstrapMarker {
-            created_at: OffsetDateTime::now_utc(),
-        })
-        .map_err(|e| IamError::Storage(KvError::Codec(e.to_string())))?;
-        match self
-            .users_raw
-            .create(&format!("{account_id}.bootstrap"), marker.into())
-            .await
-        {
-            Ok(_) => {}
-            Err(KvError::AlreadyExists { .. }) => return Ok(BootstrapOutcome::AlreadyDone),
-            Err(e) => return Err(e.into()),
-        }
-        let key = self.create_access_key(account_id, ADMIN_USER).await?;
-        Ok(BootstrapOutcome::Created(Box::new(key)))
-    }
-
-    /// Whether the account has been bootstrapped.
-    pub async fn is_bootstrapped(&self, account_id: &str) -> Result<bool> {
-        validate_account_id(account_id)?;
-        Ok(self
-            .users_raw
-            .get(&format!("{account_id}.bootstrap"))
-            .await?
-            .is_some())
     }
 }

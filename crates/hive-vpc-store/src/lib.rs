@@ -433,8 +433,14 @@ pub fn storage_error(e: KvError) -> VpcError {
     {
         match e {
             KvError::Unavailable(m) => VpcError::StorageUnavailable(m),
+            // Not there (yet): a bucket without a leader during a cluster's start reads so.
+            e @ KvError::BucketNotFound(_) => VpcError::StorageUnavailable(e.to_string()),
             KvError::Codec(m) => VpcError::CorruptState(m),
-            KvError::RevisionConflict { key, .. } => VpcError::Busy(key),
+            // A conflict or a create that lost, where the caller expected neither: another
+            // writer got there first; contention, worth a retry.
+            KvError::RevisionConflict { key, .. } | KvError::AlreadyExists { key, .. } => {
+                VpcError::Busy(key)
+            }
             other => VpcError::Storage(other.to_string()),
         }
     }
@@ -2015,10 +2021,21 @@ mod tests {
             (e.code(), e.is_client_error()),
             ("RequestLimitExceeded", false)
         );
+        let e = storage_error(KvError::AlreadyExists {
+            bucket: "b".into(),
+            key: "k".into(),
+        });
+        assert_eq!((e.code(), e.http_status()), ("RequestLimitExceeded", 503));
+        let e = storage_error(KvError::BucketNotFound("b".into()));
+        assert_eq!((e.code(), e.http_status()), ("ServiceUnavailable", 503));
         let e = storage_error(KvError::Codec("bad".into()));
         assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
-        let e = storage_error(KvError::BucketNotFound("b".into()));
-        assert_eq!((e.code(), e.is_client_error()), ("InternalError", false));
+        assert_eq!(e.http_status(), 500);
+        let e = storage_error(KvError::InvalidKey {
+            key: "k".into(),
+            reason: "r",
+        });
+        assert_eq!((e.code(), e.http_status()), ("InternalError", 500));
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub enum VpcError {
     #[error("network state storage is unavailable: {0}")]
     StorageUnavailable(String),
     /// Too many concurrent changes to one record; the client should retry
-    /// (`RequestLimitExceeded`, which AWS SDKs retry with backoff).
+    /// (`RequestLimitExceeded`, 503 as on EC2, which AWS SDKs retry with backoff).
     #[error("Request limit exceeded: too many concurrent changes to {0}; try again.")]
     Busy(String),
 }
@@ -293,6 +293,16 @@ impl VpcError {
         )
     }
 
+    /// The HTTP status EC2 answers with: 400 when the caller is at fault, 503 when the store
+    /// is unavailable or contended (the same request may succeed later), 500 otherwise.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::StorageUnavailable(_) | Self::Busy(_) => 503,
+            _ if self.is_client_error() => 400,
+            _ => 500,
+        }
+    }
+
     /// Shorthand for [`VpcError::InvalidParameterValue`].
     pub(crate) fn invalid(
         parameter: &'static str,
@@ -348,6 +358,11 @@ mod tests {
         );
         assert!(!VpcError::CorruptState("x".into()).is_client_error());
         assert!(VpcError::VpcLimitExceeded.is_client_error());
+        assert_eq!(VpcError::VpcLimitExceeded.http_status(), 400);
+        assert_eq!(VpcError::CorruptState("x".into()).http_status(), 500);
+        assert_eq!(VpcError::MacExhausted.http_status(), 500);
+        assert_eq!(VpcError::StorageUnavailable("x".into()).http_status(), 503);
+        assert_eq!(VpcError::Busy("k".into()).http_status(), 503);
     }
 
     #[test]

@@ -498,13 +498,12 @@ pub async fn node_plane(
     store: &dyn hive_kv::KvStore,
     config: &crate::config::Config,
 ) -> Result<NodePlane, NetSyncError> {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let hostname = crate::config::host_name();
     let name = config.node.resolved_name(&hostname).ok_or_else(|| {
         NetSyncError::State(VpcError::InvalidConfig {
             field: "name",
             reason: format!(
-                "[node] name is empty and the host name {:?} is not a usable node name; set [node] name or HIVE_NODE_NAME",
-                hostname.trim()
+                "[node] name is empty and the host name {hostname:?} is not a usable node name; set [node] name or HIVE_NODE_NAME"
             ),
         })
     })?;

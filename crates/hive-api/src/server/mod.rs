@@ -75,7 +75,7 @@ pub struct Outcome {
     pub auth_failure: bool,
 }
 
-/// An AWS error response in `protocol`'s shape.
+/// An AWS error response in `protocol`'s shape, with `Retry-After` on a 503.
 pub fn error_response(
     err: &ApiError,
     protocol: Protocol,
@@ -89,6 +89,10 @@ pub fn error_response(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/xml"),
     );
+    if let Some(secs) = err.retry_after() {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    }
     let mut outcome = outcome.unwrap_or_default();
     outcome.error_code = Some(err.code().to_owned());
     resp.extensions_mut().insert(outcome);

@@ -81,14 +81,23 @@ impl Reply {
 
 /// Send raw bytes, read the response until the server closes.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(request).await.expect("write request");
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
+    try_raw(addr, request, Duration::from_secs(10))
         .await
         .expect("server answers within 10 s")
-        .expect("read response");
-    parse_reply(&buf)
+}
+
+/// [`raw`], or `None` when nothing listens or no complete answer comes within `limit` (a
+/// starting node listens before it serves).
+pub async fn try_raw(addr: SocketAddr, request: &[u8], limit: Duration) -> Option<Reply> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream.write_all(request).await.ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        Some(buf)
+    };
+    let buf = tokio::time::timeout(limit, exchange).await.ok()??;
+    Some(parse_reply(&buf))
 }
 
 fn parse_reply(buf: &[u8]) -> Reply {
@@ -351,10 +360,14 @@ pub async fn wait_up(
     healthy: bool,
     limit: Duration,
 ) {
+    let health = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let deadline = std::time::Instant::now() + limit;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok()
-            && (!healthy || get(addr, "/health").await.status == 200)
+            && (!healthy
+                || try_raw(addr, health, Duration::from_secs(2))
+                    .await
+                    .is_some_and(|r| r.status == 200))
         {
             return;
         }
@@ -370,6 +383,60 @@ pub async fn wait_up(
             if healthy { "serve" } else { "listen" }
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// What a node logs each time it finds its store not ready at start (and retries).
+pub const STORE_NOT_READY: &str = "the store is not ready; retrying";
+
+/// Waits until the log at `log` contains `needle`; panics with the log when `proc` exits
+/// first, or after `limit`.
+pub async fn wait_for_log(proc: &mut Proc, log: &std::path::Path, needle: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        if let Ok(Some(status)) = proc.0.try_wait() {
+            panic!("hive-api exited with {status} before logging {needle:?}: {text}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{needle:?} not logged within {limit:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `proc` exits: its status, or a panic after `limit`.
+pub fn wait_exit(proc: &mut Proc, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = proc.0.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "hive-api still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Poll `check` until it returns true; the time it took, or a panic after `limit`.
+pub async fn within<F, Fut>(limit: Duration, what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what} not seen within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -589,4 +656,180 @@ pub fn node_config(data_dir: &std::path::Path) -> hive_api::config::Config {
     c.server.shutdown_grace_ms = 2_000;
     c.server.auth_failure_threshold = 0;
     c
+}
+
+// ----- a store that fails on demand --------------------------------------------------------
+
+/// What a [`FaultyStore`] does to its buckets' operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Nothing: every operation reaches the store.
+    None,
+    /// Writes fail as unreachable storage (`KvError::Unavailable`); reads and watches work.
+    WritesDown,
+    /// Creates and updates fail only in the bucket named: as unreachable storage.
+    WritesDownIn(&'static str),
+    /// Every compare-and-swap update loses (`KvError::RevisionConflict`): contention.
+    Contention,
+    /// Everything fails as unreachable storage, bucket opens included; live watches end.
+    Down,
+}
+
+/// The switch of a [`FaultyStore`], shared with the test.
+#[derive(Clone)]
+pub struct Faults(Arc<tokio::sync::watch::Sender<Fault>>);
+
+impl Faults {
+    pub fn set(&self, fault: Fault) {
+        self.0.send_replace(fault);
+    }
+
+    fn now(&self) -> Fault {
+        *self.0.borrow()
+    }
+
+    fn unavailable(what: &str) -> hive_kv::KvError {
+        hive_kv::KvError::Unavailable(format!("injected fault: {what}"))
+    }
+
+    fn read(&self, what: &str) -> hive_kv::Result<()> {
+        match self.now() {
+            Fault::Down => Err(Self::unavailable(what)),
+            _ => Ok(()),
+        }
+    }
+
+    fn write(&self, bucket: &str, what: &str) -> hive_kv::Result<()> {
+        match self.now() {
+            Fault::Down | Fault::WritesDown => Err(Self::unavailable(what)),
+            Fault::WritesDownIn(b) if b == bucket => Err(Self::unavailable(what)),
+            _ => Ok(()),
+        }
+    }
+
+    fn update(&self, bucket: &str, key: &str, expected: u64) -> hive_kv::Result<()> {
+        self.write(bucket, "update")?;
+        if self.now() == Fault::Contention {
+            return Err(hive_kv::KvError::RevisionConflict {
+                key: key.to_owned(),
+                expected,
+                actual: Some(expected + 1),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A store over another whose operations fail as its [`Faults`] say, switchable at any time
+/// (the node above it keeps running).
+pub struct FaultyStore {
+    inner: Arc<dyn hive_kv::KvStore>,
+    faults: Faults,
+}
+
+impl FaultyStore {
+    /// `inner` with no fault yet, and the switch.
+    pub fn over(inner: Arc<dyn hive_kv::KvStore>) -> (Arc<Self>, Faults) {
+        let faults = Faults(Arc::new(tokio::sync::watch::channel(Fault::None).0));
+        let store = Arc::new(Self {
+            inner,
+            faults: faults.clone(),
+        });
+        (store, faults)
+    }
+
+    fn wrap(&self, inner: Arc<dyn hive_kv::Bucket>) -> Arc<dyn hive_kv::Bucket> {
+        Arc::new(FaultyBucket {
+            inner,
+            faults: self.faults.clone(),
+        })
+    }
+}
+
+struct FaultyBucket {
+    inner: Arc<dyn hive_kv::Bucket>,
+    faults: Faults,
+}
+
+#[async_trait]
+impl hive_kv::KvStore for FaultyStore {
+    async fn create_or_open(
+        &self,
+        config: &hive_kv::BucketConfig,
+    ) -> hive_kv::Result<Arc<dyn hive_kv::Bucket>> {
+        self.faults.read("create or open bucket")?;
+        Ok(self.wrap(self.inner.create_or_open(config).await?))
+    }
+
+    async fn open(&self, name: &str) -> hive_kv::Result<Arc<dyn hive_kv::Bucket>> {
+        self.faults.read("open bucket")?;
+        Ok(self.wrap(self.inner.open(name).await?))
+    }
+
+    async fn bucket_config(&self, name: &str) -> hive_kv::Result<hive_kv::BucketConfig> {
+        self.faults.read("bucket config")?;
+        self.inner.bucket_config(name).await
+    }
+
+    async fn delete_bucket(&self, name: &str) -> hive_kv::Result<()> {
+        self.faults.write(name, "delete bucket")?;
+        self.inner.delete_bucket(name).await
+    }
+}
+
+#[async_trait]
+impl hive_kv::Bucket for FaultyBucket {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    async fn get(&self, key: &str) -> hive_kv::Result<Option<hive_kv::Entry>> {
+        self.faults.read("get")?;
+        self.inner.get(key).await
+    }
+    async fn entry_history(&self, key: &str) -> hive_kv::Result<Vec<hive_kv::Entry>> {
+        self.faults.read("history")?;
+        self.inner.entry_history(key).await
+    }
+    async fn put(&self, key: &str, value: bytes::Bytes) -> hive_kv::Result<u64> {
+        self.faults.write(self.name(), "put")?;
+        self.inner.put(key, value).await
+    }
+    async fn create(&self, key: &str, value: bytes::Bytes) -> hive_kv::Result<u64> {
+        self.faults.write(self.name(), "create")?;
+        self.inner.create(key, value).await
+    }
+    async fn update(&self, key: &str, value: bytes::Bytes, expected: u64) -> hive_kv::Result<u64> {
+        self.faults.update(self.name(), key, expected)?;
+        self.inner.update(key, value, expected).await
+    }
+    async fn delete(&self, key: &str, expected: Option<u64>) -> hive_kv::Result<()> {
+        self.faults.write(self.name(), "delete")?;
+        self.inner.delete(key, expected).await
+    }
+    async fn purge(&self, key: &str, expected: Option<u64>) -> hive_kv::Result<()> {
+        self.faults.write(self.name(), "purge")?;
+        self.inner.purge(key, expected).await
+    }
+    async fn keys(&self, prefix: Option<&str>) -> hive_kv::Result<Vec<String>> {
+        self.faults.read("keys")?;
+        self.inner.keys(prefix).await
+    }
+    async fn watch(
+        &self,
+        prefix: Option<&str>,
+        from: hive_kv::WatchFrom,
+    ) -> hive_kv::Result<futures::stream::BoxStream<'static, hive_kv::Result<hive_kv::Entry>>> {
+        use futures::StreamExt as _;
+        self.faults.read("watch")?;
+        let inner = self.inner.watch(prefix, from).await?;
+        // A watch that is live when the store goes down fails, as a NATS watch would.
+        let mut down = self.faults.0.subscribe();
+        let outage = futures::stream::once(async move {
+            if down.wait_for(|f| *f == Fault::Down).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+            Err(Faults::unavailable("watch"))
+        });
+        Ok(futures::stream::select(inner, outage).boxed())
+    }
 }

@@ -108,37 +108,34 @@ async fn create_account(
     account_id: &str,
     credentials_file: Option<&Path>,
 ) -> Result<(), CliError> {
-    match iam.bootstrap(account_id).await? {
-        hive_iam::repo::BootstrapOutcome::AlreadyDone => {
-            done(
-                ctx,
-                &format!("account {account_id} exists already; nothing changed"),
-                json!({"account_id": account_id, "created": false}),
-            );
-        }
-        hive_iam::repo::BootstrapOutcome::Created(key) => {
-            let path = credentials_file.map(Path::to_owned).unwrap_or_else(|| {
-                ctx.config
-                    .storage
-                    .data_dir
-                    .join(format!("credentials-{account_id}"))
-            });
-            let profile = format!("hive-{account_id}");
-            write_credentials(
-                &path,
-                &profile,
-                &key.record.access_key_id,
-                &key.secret_access_key,
-            )?;
-            done(
-                ctx,
-                &format!(
-                    "created account {account_id} with user admin (group administrators, policy AdministratorAccess); credentials in {} (profile {profile})",
-                    path.display()
-                ),
-                json!({"account_id": account_id, "created": true, "access_key_id": key.record.access_key_id, "credentials_file": path, "profile": profile}),
-            );
-        }
+    let path = credentials_file.map(Path::to_owned).unwrap_or_else(|| {
+        ctx.config
+            .storage
+            .data_dir
+            .join(format!("credentials-{account_id}"))
+    });
+    let profile = format!("hive-{account_id}");
+    // The credentials file is written before the account is recorded as bootstrapped.
+    let claimant = hive_api::bootstrap::Claimant::for_node(&ctx.config);
+    let made = hive_api::bootstrap::bootstrap_account(iam, account_id, &claimant, |key| {
+        let id = &key.record.access_key_id;
+        write_credentials(&path, &profile, id, &key.secret_access_key).map(|()| id.clone())
+    })
+    .await?;
+    match made {
+        None => done(
+            ctx,
+            &format!("account {account_id} exists already; nothing changed"),
+            json!({"account_id": account_id, "created": false}),
+        ),
+        Some(access_key_id) => done(
+            ctx,
+            &format!(
+                "created account {account_id} with user admin (group administrators, policy AdministratorAccess); credentials in {} (profile {profile})",
+                path.display()
+            ),
+            json!({"account_id": account_id, "created": true, "access_key_id": access_key_id, "credentials_file": path, "profile": profile}),
+        ),
     }
     Ok(())
 }

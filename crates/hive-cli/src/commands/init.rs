@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use hive_api::bootstrap::{AdminBootstrap, bootstrap_admin};
+use hive_api::bootstrap::{AdminBootstrap, Claimant, bootstrap_admin};
 
 use crate::cli::InitArgs;
 use crate::context::Context;
@@ -15,7 +15,8 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
     let store = ctx.store().await?;
     let iam = ctx.iam_on(store.as_ref()).await?;
     let data_dir = &ctx.config.storage.data_dir;
-    let outcome = bootstrap_admin(&iam, data_dir).await?;
+    let claimant = Claimant::for_node(&ctx.config);
+    let outcome = bootstrap_admin(&iam, data_dir, &claimant).await?;
     let vpc = crate::commands::vpc::init_default(ctx, store.clone()).await?;
 
     let names = ctx.config.iam.bucket_names();

@@ -20,8 +20,7 @@ use hive_kv::{KvError, Versioned};
 use time::OffsetDateTime;
 
 use super::{
-    BootstrapMarker, CAS_RETRIES, IamRepo, TagChange, already_exists, entity_key, no_such,
-    normalize_policy_refs,
+    CAS_RETRIES, IamRepo, TagChange, already_exists, entity_key, no_such, normalize_policy_refs,
 };
 use crate::error::{IamError, Result};
 use crate::identity::{
@@ -420,17 +419,10 @@ impl IamRepo {
     /// When the account was bootstrapped (the closest thing to its creation date, which
     /// `GetUser` reports for the root identity); `None` before bootstrap.
     pub async fn account_created_at(&self, account_id: &str) -> Result<Option<OffsetDateTime>> {
-        validate_account_id(account_id)?;
-        let key = format!("{account_id}.bootstrap");
-        let Some(entry) = self.users_raw.get(&key).await? else {
-            return Ok(None);
-        };
-        let marker: BootstrapMarker =
-            serde_json::from_slice(&entry.value).map_err(|e| IamError::CorruptRecord {
-                key,
-                reason: e.to_string(),
-            })?;
-        Ok(Some(marker.created_at))
+        Ok(self
+            .bootstrap_marker(account_id)
+            .await?
+            .map(|(_, marker)| marker.created_at))
     }
 }
 
