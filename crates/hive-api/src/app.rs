@@ -36,9 +36,9 @@ use futures::stream::BoxStream;
 use hive_iam::error::IamError;
 use hive_iam::identity::{Credential, Principal as IamPrincipal, UserRecord};
 use hive_iam::policy::RequestContext as PolicyRequest;
-use hive_iam::repo::IamRepo;
 use hive_iam::seal::Keyring;
-use hive_kv::iam::IamBuckets;
+use hive_iam_store::IamRepo;
+use hive_iam_store::buckets::IamBuckets;
 use hive_kv::{Bucket, Entry, KvStore, WatchFrom};
 use time::OffsetDateTime;
 
@@ -98,7 +98,7 @@ enum BucketKind {
 /// The compiled policies that decide one principal's requests.
 struct CompiledPolicies {
     /// Identity, boundary and session layers.
-    layers: hive_iam::repo::CompiledEffective,
+    layers: hive_iam_store::CompiledEffective,
     /// The principal's tags (`aws:PrincipalTag/...`).
     tags: Vec<(String, String)>,
 }
@@ -252,7 +252,8 @@ impl App {
         let names = config.iam.bucket_names();
         let buckets = names
             .open_all(store.as_ref(), config.storage.replicas)
-            .await?;
+            .await
+            .map_err(hive_iam_store::storage_error)?;
         let cache = Arc::new(AuthCache::default());
         let wrap = |b: Arc<dyn Bucket>, kind| -> Arc<dyn Bucket> {
             Arc::new(InvalidatingBucket {
@@ -462,7 +463,7 @@ impl App {
         let effective = match self.iam.effective_policies(identity, session_policy).await {
             Ok(e) => e,
             Err(e) => match read_failed(e) {
-                None => hive_iam::repo::EffectivePolicies::default(),
+                None => hive_iam_store::EffectivePolicies::default(),
                 Some(err) => return Err(err),
             },
         };
@@ -635,8 +636,8 @@ mod tests {
     use super::*;
     use crate::server::Principal;
     use crate::wire::ServiceId;
-    use hive_iam::repo::Target;
     use hive_iam::seal::SealKey;
+    use hive_iam_store::Target;
 
     fn keyring() -> Keyring {
         Keyring::new(SealKey::from_hex(&"11".repeat(32)).expect("key"))

@@ -58,8 +58,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::Bytes;
 use hive_iam::error::IamError;
-use hive_iam::repo::{BootstrapClaim, BootstrapStep, IamRepo, NewAccessKey};
 use hive_iam::seal::{Keyring, SealError, SealKey};
+use hive_iam_store::{BootstrapClaim, BootstrapStep, IamRepo, NewAccessKey};
 use hive_kv::{BucketConfig, KvError, KvStore};
 use hyper::{HeaderMap, Method, StatusCode};
 use subtle::ConstantTimeEq as _;
@@ -122,7 +122,7 @@ pub fn load_keyring(config: &Config) -> Result<Keyring, BootstrapError> {
     }
     let path = config.storage.data_dir.join(ENCRYPTION_KEY_FILE);
     if !path.exists() {
-        let (key, hex) = SealKey::generate();
+        let (key, hex) = SealKey::generate(&mut rand::rngs::OsRng);
         let mut text = zeroize::Zeroizing::new(hex.expose().to_owned());
         text.push('\n');
         match write_exclusive(&path, text.as_bytes()) {
@@ -512,12 +512,12 @@ impl Endpoint for SetupEndpoint {
                 );
                 let body = zeroize::Zeroizing::new(format!(
                     r#"{{"AccountId":"{ACCOUNT_ID}","UserName":"{}","Arn":"{}","AccessKeyId":"{}","SecretAccessKey":"{}"}}"#,
-                    hive_iam::repo::ADMIN_USER,
+                    hive_iam_store::ADMIN_USER,
                     hive_iam::identity::arn(
                         ACCOUNT_ID,
                         hive_iam::identity::EntityKind::User,
                         "/",
-                        hive_iam::repo::ADMIN_USER
+                        hive_iam_store::ADMIN_USER
                     ),
                     key.record.access_key_id,
                     key.secret_access_key.expose()

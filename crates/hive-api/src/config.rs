@@ -49,7 +49,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use hive_kv::iam as iam_kv;
+use hive_iam_store::buckets as iam_kv;
 use ipnetwork::Ipv4Network;
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
@@ -758,7 +758,7 @@ mod tests {
         assert_eq!(c.iam.kv_bucket_sessions, "hive-iam-sessions");
         assert_eq!(
             c.iam.bucket_names(),
-            hive_kv::iam::IamBucketNames::default()
+            hive_iam_store::buckets::IamBucketNames::default()
         );
         assert!(c.storage.nats_url.is_none());
     }

@@ -405,11 +405,17 @@ mod tests {
         let unavailable = || KvError::Unavailable("nats get: timed out after 5s".into());
         let cases: Vec<(ApiError, &str)> = vec![
             (
-                IamError::Storage(unavailable()).into(),
+                hive_iam_store::storage_error(unavailable()).into(),
                 "ServiceUnavailable",
             ),
-            (IamError::Storage(conflict()).into(), "ServiceUnavailable"),
-            (IamError::Storage(exists()).into(), "ServiceUnavailable"),
+            (
+                hive_iam_store::storage_error(conflict()).into(),
+                "ServiceUnavailable",
+            ),
+            (
+                hive_iam_store::storage_error(exists()).into(),
+                "ServiceUnavailable",
+            ),
             (
                 hive_vpc_store::storage_error(unavailable()).into(),
                 "ServiceUnavailable",

@@ -375,7 +375,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hive_iam::error::IamError;
     use hive_kv::KvError;
 
     #[test]
@@ -390,11 +389,13 @@ mod tests {
             open(KvError::Unavailable(
                 "nats connect: connection refused".into(),
             )),
-            NodeError::Iam(IamError::Storage(KvError::Unavailable(
+            NodeError::Iam(hive_iam_store::storage_error(KvError::Unavailable(
                 "nats get bucket: no responders".into(),
             ))),
-            NodeError::Iam(IamError::Storage(KvError::BucketNotFound("b".into()))),
-            NodeError::Bootstrap(BootstrapError::Iam(IamError::Storage(
+            NodeError::Iam(hive_iam_store::storage_error(KvError::BucketNotFound(
+                "b".into(),
+            ))),
+            NodeError::Bootstrap(BootstrapError::Iam(hive_iam_store::storage_error(
                 KvError::RevisionConflict {
                     key: "k".into(),
                     expected: 1,
@@ -407,7 +408,7 @@ mod tests {
         }
         let at_once = [
             open(KvError::InvalidConfig("bad NATS URL list".into())),
-            NodeError::Iam(IamError::Storage(KvError::Codec("bad".into()))),
+            NodeError::Iam(hive_iam_store::storage_error(KvError::Codec("bad".into()))),
             NodeError::Bootstrap(BootstrapError::File {
                 path: "admin-credentials".into(),
                 source: std::io::Error::other("read-only"),

@@ -21,7 +21,7 @@
 //! ## Lifetime of temporary credentials
 //!
 //! Sessions live in the `sessions` KV bucket, whose records expire with the bucket-wide TTL
-//! ([`hive_kv::iam::SESSIONS_TTL`], one hour); the `hive-kv` port has no per-key TTL. A session
+//! ([`hive_iam_store::buckets::SESSIONS_TTL`], one hour); the `hive-kv` port has no per-key TTL. A session
 //! can therefore never outlive that TTL: a longer `DurationSeconds` is accepted within AWS's
 //! limits (so requests valid on AWS stay valid here) and the credentials granted expire at the
 //! TTL. The `Expiration` returned is the real one, so SDKs refresh in time. Expired credentials
@@ -34,8 +34,8 @@ use async_trait::async_trait;
 use hive_iam::error::IamError;
 use hive_iam::identity::{Principal as IamPrincipal, RoleRecord, Tag};
 use hive_iam::policy::{CompiledPolicy, PolicyKind, PolicySet, policy_size};
-use hive_iam::repo::{EffectivePolicies, TemporaryCredentials};
 use hive_iam::request::{AssumeRole, decide_assume_role};
+use hive_iam_store::{EffectivePolicies, TemporaryCredentials};
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -81,7 +81,8 @@ impl StsService {
     /// The lifetime actually granted for a requested one: never beyond the sessions bucket's
     /// TTL (see the module documentation).
     fn granted_seconds(requested: u32) -> u32 {
-        let ttl = u32::try_from(hive_kv::iam::SESSIONS_TTL.as_secs()).unwrap_or(u32::MAX);
+        let ttl =
+            u32::try_from(hive_iam_store::buckets::SESSIONS_TTL.as_secs()).unwrap_or(u32::MAX);
         requested.min(ttl)
     }
 

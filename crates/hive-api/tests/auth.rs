@@ -15,7 +15,7 @@ use hive_api::node::{self, Node};
 use hive_api::server::{Principal, RequestContext};
 use hive_api::wire::ServiceId;
 use hive_iam::identity::{KeyStatus, Principal as IamPrincipal};
-use hive_iam::repo::Target;
+use hive_iam_store::Target;
 use serde_json::json;
 
 const GCI: &str = "Action=GetCallerIdentity&Version=2011-06-15";
@@ -48,7 +48,7 @@ async fn fixture(max_body: usize) -> Fixture {
 
 /// A new access key of `user`, and a botocore-signed `GetCallerIdentity` with it for `addr`.
 async fn new_key_gci(
-    iam: &hive_iam::repo::IamRepo,
+    iam: &hive_iam_store::IamRepo,
     user: &str,
     addr: std::net::SocketAddr,
 ) -> (String, Vec<Signed>) {
@@ -293,7 +293,7 @@ async fn temporary_credentials_need_their_token_and_expire() {
         )
         .await
         .expect("old session");
-    let spec = |c: &hive_iam::repo::TemporaryCredentials, token: Option<&str>| {
+    let spec = |c: &hive_iam_store::TemporaryCredentials, token: Option<&str>| {
         let mut s = query_spec(
             addr,
             "sts",

@@ -17,7 +17,7 @@ use hive_api::app::ACCOUNT_ID;
 use hive_api::bootstrap::{AdminBootstrap, BootstrapError};
 use hive_api::config::Secret;
 use hive_api::node;
-use hive_iam::repo::IamRepo;
+use hive_iam_store::IamRepo;
 
 fn credential_files(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -63,9 +63,13 @@ async fn admin_works_everywhere(addrs: &[SocketAddr], key: &str, secret: &str) {
 
 /// The admin's access keys, read straight from the store.
 async fn admin_key_count(store: &dyn hive_kv::KvStore, keyring: hive_iam::seal::Keyring) -> usize {
-    let repo = IamRepo::open(store, &hive_kv::iam::IamBucketNames::default(), keyring)
-        .await
-        .expect("open repo");
+    let repo = IamRepo::open(
+        store,
+        &hive_iam_store::buckets::IamBucketNames::default(),
+        keyring,
+    )
+    .await
+    .expect("open repo");
     repo.list_access_keys(ACCOUNT_ID, "admin")
         .await
         .expect("list admin keys")
@@ -370,9 +374,13 @@ fn keyring() -> hive_iam::seal::Keyring {
 }
 
 async fn repo_on(store: &dyn hive_kv::KvStore) -> IamRepo {
-    IamRepo::open(store, &hive_kv::iam::IamBucketNames::default(), keyring())
-        .await
-        .expect("open repo")
+    IamRepo::open(
+        store,
+        &hive_iam_store::buckets::IamBucketNames::default(),
+        keyring(),
+    )
+    .await
+    .expect("open repo")
 }
 
 /// Done, with one user (`admin`) holding one key, the one in the credentials file at `path`,
@@ -419,7 +427,7 @@ async fn a_bootstrap_that_died_is_finished_by_the_next_start() {
     let (store, faults) = FaultyStore::over(Arc::new(hive_kv::memory::MemoryStore::new()));
     let repo = repo_on(store.as_ref()).await;
     faults.set(Fault::WritesDownIn(
-        hive_kv::iam::DEFAULT_ACCESS_KEYS_BUCKET,
+        hive_iam_store::buckets::DEFAULT_ACCESS_KEYS_BUCKET,
     ));
     bootstrap_admin(&repo, &a_dir, &Claimant::new("a"))
         .await

@@ -68,11 +68,10 @@ fn ec2_error_bodies_parse_with_code_message_and_request_id() {
 /// that botocore retries; a bug (500) it retries too, a client error it does not.
 #[test]
 fn retry_later_errors_are_retried_by_botocore() {
-    use hive_iam::error::IamError;
     use hive_vpc::error::VpcError;
-    let unavailable = ApiError::from(IamError::Storage(hive_kv::KvError::Unavailable(
-        "timeout".into(),
-    )));
+    let unavailable = ApiError::from(hive_iam_store::storage_error(
+        hive_kv::KvError::Unavailable("timeout".into()),
+    ));
     let contention = ApiError::from(VpcError::Busy("vpc-1234".into()));
     for (service, operation, err, protocol, code) in [
         (

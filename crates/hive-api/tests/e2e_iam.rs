@@ -939,7 +939,7 @@ async fn expired_temporary_credentials_are_refused() {
         .await
         .expect("open the node's store");
     let keyring = hive_api::bootstrap::load_keyring(&config).expect("the node's sealing key");
-    let repo = hive_iam::repo::IamRepo::open(&*store, &config.iam.bucket_names(), keyring)
+    let repo = hive_iam_store::IamRepo::open(&*store, &config.iam.bucket_names(), keyring)
         .await
         .expect("open the IAM buckets");
     let user = repo.get_user(ACCOUNT, "admin").await.expect("the admin");

@@ -18,7 +18,7 @@ use common::*;
 use hive_api::app::App;
 use hive_api::ec2::Ec2Service;
 use hive_api::server::Server;
-use hive_iam::repo::Target;
+use hive_iam_store::Target;
 use serde_json::{Value, json};
 
 const ACCT: &str = "000000000000";

@@ -17,7 +17,7 @@ use hive_api::app::App;
 use hive_api::iam::IamService;
 use hive_api::server::Server;
 use hive_api::wire::query::encode;
-use hive_iam::repo::Target;
+use hive_iam_store::Target;
 use serde_json::Value;
 
 const ACCT: &str = "000000000000";

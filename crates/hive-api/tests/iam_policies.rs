@@ -23,7 +23,7 @@ use hive_api::iam::IamService;
 use hive_api::server::{AuthRequest, Authenticator, Principal, Server};
 use hive_api::wire::query::encode;
 use hive_iam::identity::DEFAULT_ACCOUNT_ID;
-use hive_iam::repo::Target;
+use hive_iam_store::Target;
 use serde_json::{Value, json};
 
 const ACCOUNT: &str = DEFAULT_ACCOUNT_ID;

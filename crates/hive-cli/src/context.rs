@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hive_api::config::{Config, Overrides};
-use hive_iam::repo::IamRepo;
+use hive_iam_store::IamRepo;
 use hive_kv::KvStore;
 
 use crate::cli::Global;

@@ -51,12 +51,25 @@ pub enum IamError {
     #[error("secret sealing: {0}")]
     Seal(#[from] SealError),
     /// The storage backend failed: `ServiceUnavailable` (503) when it may succeed on retry
-    /// ([`IamError::is_transient`]), `ServiceFailure` (500) otherwise.
+    /// ([`IamError::is_transient`]), `ServiceFailure` (500) otherwise. The store crate
+    /// (`hive-iam-store`) says which.
     #[error("storage: {0}")]
-    Storage(#[from] hive_kv::KvError),
+    Storage(StorageFault),
     /// Signature verification failed (the SigV4 error's own code).
     #[error(transparent)]
     SigV4(#[from] SigV4Error),
+}
+
+/// A storage failure as the identity core sees it: what the store said, and whether the same
+/// request may succeed later.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StorageFault {
+    /// The store could not do it *now*: it is unreachable or too slow, a bucket is not there
+    /// (yet), or compare-and-swap contention outlasted the retries.
+    pub transient: bool,
+    /// What the store said (never a secret: stores see sealed values only).
+    pub message: String,
 }
 
 impl IamError {
@@ -103,15 +116,12 @@ impl IamError {
     /// outlasted the repository's retries (a conflict or an "already exists" surfacing where
     /// none was expected). Never the client's fault, and not a bug either.
     pub fn is_transient(&self) -> bool {
-        use hive_kv::KvError;
         matches!(
             self,
-            Self::Storage(
-                KvError::Unavailable(_)
-                    | KvError::BucketNotFound(_)
-                    | KvError::RevisionConflict { .. }
-                    | KvError::AlreadyExists { .. }
-            )
+            Self::Storage(StorageFault {
+                transient: true,
+                ..
+            })
         )
     }
 
@@ -127,31 +137,21 @@ pub type Result<T, E = IamError> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hive_kv::KvError;
+
+    fn fault(transient: bool) -> IamError {
+        IamError::Storage(StorageFault {
+            transient,
+            message: "m".into(),
+        })
+    }
 
     #[test]
     fn storage_errors_are_unavailable_when_a_retry_may_succeed() {
-        let conflict = KvError::RevisionConflict {
-            key: "k".into(),
-            expected: 1,
-            actual: Some(2),
-        };
-        let exists = KvError::AlreadyExists {
-            bucket: "b".into(),
-            key: "k".into(),
-        };
-        for kv in [
-            KvError::Unavailable("timeout".into()),
-            KvError::BucketNotFound("b".into()),
-            conflict,
-            exists,
-        ] {
-            let e = IamError::Storage(kv);
-            assert!(e.is_transient(), "{e}");
-            assert_eq!((e.code(), e.http_status()), ("ServiceUnavailable", 503));
-        }
+        let e = fault(true);
+        assert!(e.is_transient(), "{e}");
+        assert_eq!((e.code(), e.http_status()), ("ServiceUnavailable", 503));
         for e in [
-            IamError::Storage(KvError::Codec("bad".into())),
+            fault(false),
             IamError::CorruptRecord {
                 key: "k".into(),
                 reason: "r".into(),

@@ -7,16 +7,16 @@
 //!   compilation and evaluation of identity, resource and trust policies, with explanations;
 //! - [`sigv4`]: verification of AWS Signature Version 4 requests (header and presigned forms);
 //! - [`seal`]: AES-256-GCM sealing of secrets at rest under a rotatable key;
-//! - [`repo`]: the identity repository over the `hive-kv` storage port, using the setup guide's
-//!   buckets and field names, with compare-and-swap on every read-modify-write.
+//! - [`request`]: the request context every frontend authorizes with, the root's rule and the
+//!   `AssumeRole` trust decision.
 //!
-//! It performs no I/O of its own (storage goes through the `hive_kv` port), knows nothing of
-//! HTTP, tokio, NATS or Open vSwitch, and never prints a secret.
+//! It must never know storage, buckets, HTTP, tokio, NATS or Open vSwitch, and never prints a
+//! secret: `hive-iam-store` keeps identities in `hive-kv` buckets with compare-and-swap on
+//! every read-modify-write.
 
 pub mod error;
 pub mod identity;
 pub mod policy;
-pub mod repo;
 pub mod request;
 pub mod seal;
 pub mod sigv4;

@@ -25,8 +25,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use rand::RngCore;
-use rand::rngs::OsRng;
+use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
@@ -233,10 +232,11 @@ impl SealKey {
         Self::from_hex(&text)
     }
 
-    /// Generates a fresh random key (for `init` and tests) and returns it with its hex form.
-    pub fn generate() -> (Self, SecretString) {
+    /// Generates a fresh key from `rng` (the caller's cryptographic RNG, e.g. the OS's) and
+    /// returns it with its hex form.
+    pub fn generate<R: RngCore + CryptoRng + ?Sized>(rng: &mut R) -> (Self, SecretString) {
         let mut key = Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(key.as_mut_slice());
+        rng.fill_bytes(key.as_mut_slice());
         let hex_form = SecretString::new(hex::encode(key.as_slice()));
         let id = derive_key_id(&key);
         (Self { id, key }, hex_form)
@@ -297,10 +297,16 @@ impl Keyring {
         &self.active.id
     }
 
-    /// Seals `plaintext`, bound to `context` (e.g. the access key id the secret belongs to).
-    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> String {
+    /// Seals `plaintext`, bound to `context` (e.g. the access key id the secret belongs to),
+    /// under a nonce drawn from `rng` (the caller's cryptographic RNG).
+    pub fn seal<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        plaintext: &[u8],
+        context: &[u8],
+        rng: &mut R,
+    ) -> String {
         let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        rng.fill_bytes(&mut nonce);
         let aad = associated_data(&self.active.id, context);
         let ct = self
             .active
@@ -322,8 +328,13 @@ impl Keyring {
     }
 
     /// Seals a secret string (see [`Keyring::seal`]).
-    pub fn seal_secret(&self, secret: &SecretString, context: &[u8]) -> String {
-        self.seal(secret.expose().as_bytes(), context)
+    pub fn seal_secret<R: RngCore + CryptoRng + ?Sized>(
+        &self,
+        secret: &SecretString,
+        context: &[u8],
+        rng: &mut R,
+    ) -> String {
+        self.seal(secret.expose().as_bytes(), context, rng)
     }
 
     /// Opens a sealed value with whichever key of the ring sealed it.
@@ -415,6 +426,7 @@ fn parse_envelope(sealed: &str) -> Result<(&str, [u8; NONCE_LEN], Vec<u8>), Seal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::OsRng;
 
     const K1: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
     const K2: &str = "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff";
@@ -426,7 +438,11 @@ mod tests {
     #[test]
     fn roundtrip_and_format() {
         let r = ring(K1);
-        let sealed = r.seal(b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", b"AKIAEXAMPLE");
+        let sealed = r.seal(
+            b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            b"AKIAEXAMPLE",
+            &mut OsRng,
+        );
         let parts: Vec<_> = sealed.split(':').collect();
         assert_eq!(parts.len(), 4);
         assert_eq!(parts[0], "v1");
@@ -442,12 +458,12 @@ mod tests {
     #[test]
     fn nonces_differ() {
         let r = ring(K1);
-        assert_ne!(r.seal(b"x", b""), r.seal(b"x", b""));
+        assert_ne!(r.seal(b"x", b"", &mut OsRng), r.seal(b"x", b"", &mut OsRng));
     }
 
     #[test]
     fn wrong_key_fails() {
-        let sealed = ring(K1).seal(b"secret", b"");
+        let sealed = ring(K1).seal(b"secret", b"", &mut OsRng);
         // A different key with the same configured id still cannot open it.
         let other =
             Keyring::new(SealKey::from_hex_with_id(K2, ring(K1).active_id()).expect("valid key"));
@@ -461,7 +477,7 @@ mod tests {
     #[test]
     fn wrong_context_fails() {
         let r = ring(K1);
-        let sealed = r.seal(b"secret", b"AKIA1");
+        let sealed = r.seal(b"secret", b"AKIA1", &mut OsRng);
         assert!(matches!(
             r.open(&sealed, b"AKIA2"),
             Err(SealError::Tampered)
@@ -471,7 +487,7 @@ mod tests {
     #[test]
     fn rotation_opens_old_and_reports_reseal() {
         let old = ring(K1);
-        let sealed_old = old.seal(b"secret", b"c");
+        let sealed_old = old.seal(b"secret", b"c", &mut OsRng);
         let rotated = Keyring::new(SealKey::from_hex(K2).expect("valid"))
             .with_old_key(SealKey::from_hex(K1).expect("valid"));
         assert_eq!(
@@ -482,7 +498,7 @@ mod tests {
             b"secret"
         );
         assert!(rotated.needs_reseal(&sealed_old));
-        let resealed = rotated.seal(b"secret", b"c");
+        let resealed = rotated.seal(b"secret", b"c", &mut OsRng);
         assert!(!rotated.needs_reseal(&resealed));
         assert!(rotated.needs_reseal("clear text"));
     }
@@ -490,7 +506,7 @@ mod tests {
     #[test]
     fn tamper_is_detected() {
         let r = ring(K1);
-        let sealed = r.seal(b"secret value", b"");
+        let sealed = r.seal(b"secret value", b"", &mut OsRng);
         let parts: Vec<&str> = sealed.split(':').collect();
         let mut ct = B64.decode(parts[3]).expect("b64");
         ct[0] ^= 1;
@@ -570,11 +586,11 @@ mod tests {
 
     #[test]
     fn generated_keys_work() {
-        let (k, hex_form) = SealKey::generate();
+        let (k, hex_form) = SealKey::generate(&mut OsRng);
         assert_eq!(hex_form.len(), 64);
         let again = SealKey::from_hex(hex_form.expose()).expect("valid");
         assert_eq!(k.id(), again.id());
-        let sealed = Keyring::new(k).seal(b"x", b"");
+        let sealed = Keyring::new(k).seal(b"x", b"", &mut OsRng);
         assert_eq!(
             Keyring::new(again)
                 .open(&sealed, b"")

@@ -3,8 +3,7 @@
 //! Every Hive record (users, access keys, policies, sessions, VPCs, subnets, security groups,
 //! allocations) lives in a key-value *bucket* with NATS JetStream KV semantics. This crate owns
 //! the port ([`KvStore`], [`Bucket`]), its adapters and the typed JSON view over them. It knows
-//! nothing about IAM records, VPCs, HTTP or Open vSwitch (the [`iam`] module only names the five
-//! buckets of the setup guide).
+//! nothing about IAM records, VPCs, HTTP or Open vSwitch, nor any bucket's name.
 //!
 //! ## Semantics (identical on every adapter; one contract suite proves it)
 //! - **Revisions** are per bucket, strictly increasing, one per successful write (puts,
@@ -56,7 +55,6 @@
 //! # }).unwrap();
 //! ```
 
-pub mod iam;
 pub mod memory;
 #[cfg(feature = "nats")]
 pub mod nats;

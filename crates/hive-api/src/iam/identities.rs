@@ -18,7 +18,7 @@ use hive_iam::identity::{
     arn, derived_unique_id, root_arn,
 };
 use hive_iam::policy::RequestContext as PolicyRequest;
-use hive_iam::repo::Target;
+use hive_iam_store::Target;
 use time::OffsetDateTime;
 
 use crate::app::App;

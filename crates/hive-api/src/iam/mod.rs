@@ -1,4 +1,4 @@
-//! The IAM service (API version 2010-05-08) over [`hive_iam::repo::IamRepo`].
+//! The IAM service (API version 2010-05-08) over [`hive_iam_store::IamRepo`].
 //!
 //! Actions are split by family: [`identities`] (users, groups, membership, access keys, tags,
 //! permissions boundaries, account details) and [`policies`] (roles, managed policies and

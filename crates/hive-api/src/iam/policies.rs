@@ -23,7 +23,7 @@ use hive_iam::policy::simulate::{SimOutcome, SimSource, Simulation};
 use hive_iam::policy::{
     PolicyDocument, PolicyError, PolicyKind, Principal as PolicyPrincipal, SizeLimit, validate_size,
 };
-use hive_iam::repo::{PolicyEntity, PolicyUsage, Target};
+use hive_iam_store::{PolicyEntity, PolicyUsage, Target};
 
 use crate::app::App;
 use crate::error::ApiError;

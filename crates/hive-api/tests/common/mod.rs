@@ -447,10 +447,10 @@ where
 pub async fn bootstrapped_app(account: &str) -> Arc<hive_api::app::App> {
     use hive_kv::KvStore;
     let store: Arc<dyn KvStore> = Arc::new(hive_kv::memory::MemoryStore::new());
-    let repo = hive_iam::repo::IamRepo::open(
+    let repo = hive_iam_store::IamRepo::open(
         store.as_ref(),
-        &hive_kv::iam::IamBucketNames::default(),
-        hive_iam::seal::Keyring::new(hive_iam::seal::SealKey::generate().0),
+        &hive_iam_store::buckets::IamBucketNames::default(),
+        hive_iam::seal::Keyring::new(hive_iam::seal::SealKey::generate(&mut rand::rngs::OsRng).0),
     )
     .await
     .expect("open the repository");

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use hive_iam::identity::{EntityKind, KeyStatus, Principal, arn, parse_arn};
 use hive_iam::policy::lint::lint;
 use hive_iam::policy::{DecisionEffect, PolicyKind};
-use hive_iam::repo::{IamRepo, Target};
 use hive_iam::seal::{SealKey, SecretString};
+use hive_iam_store::{IamRepo, Target};
 
 use crate::cli::{
     AccessKeyCommand, AccountCommand, AttachArgs, GroupCommand, IamCommand, LintArgs, NewEntity,
@@ -694,7 +694,7 @@ async fn reseal(ctx: &Context, iam: &IamRepo, a: &ResealArgs) -> Result<(), CliE
                     )
                 })?
             } else {
-                let (key, hex) = SealKey::generate();
+                let (key, hex) = SealKey::generate(&mut rand::rngs::OsRng);
                 let text = zeroize::Zeroizing::new(format!("{}\n", hex.expose()));
                 hive_api::bootstrap::write_exclusive(path, text.as_bytes()).map_err(|source| {
                     CliError::File {

@@ -67,6 +67,7 @@ mod compile;
 mod condition;
 mod context;
 mod document;
+mod effective;
 mod explain;
 pub mod lint;
 pub mod simulate;
@@ -76,6 +77,7 @@ pub mod wildcard;
 pub use authorize::Authorizer;
 pub use compile::{CompiledPolicy, PolicySet};
 pub use context::{ContextValue, Principal, PrincipalType, RequestContext};
+pub use effective::{CompiledEffective, EffectivePolicies, SourcedPolicy, StoredPolicyError};
 pub use explain::{
     Decision, DecisionEffect, DecisionReason, MatchedStatement, MatchedStatements, PolicySource,
 };

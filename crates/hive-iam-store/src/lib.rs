@@ -32,27 +32,29 @@
 
 mod accounts;
 mod bootstrap;
-mod effective;
+pub mod buckets;
 mod import;
 mod policy_usage;
 
 pub use policy_usage::{PolicyEntity, PolicyUsage};
 
 pub use bootstrap::{BootstrapClaim, BootstrapOutcome, BootstrapStep};
-pub use effective::{CompiledEffective, StoredPolicyError};
+pub use hive_iam::policy::{
+    CompiledEffective, EffectivePolicies, SourcedPolicy, StoredPolicyError,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hive_kv::iam::{IamBucketNames, IamBuckets};
+use crate::buckets::{IamBucketNames, IamBuckets};
 use hive_kv::{Bucket, KvError, KvStore, TypedBucket, encode_key_segment};
 use rand::rngs::OsRng;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-use crate::error::{IamError, Result};
-use crate::identity::{
+use hive_iam::error::{IamError, Result, StorageFault};
+use hive_iam::identity::{
     AccessKeyRecord, Credential, DEFAULT_ACCOUNT_ID, EntityKind, GroupRecord, KeyStatus, LastUsed,
     MAX_ACCESS_KEYS_PER_USER, MAX_ATTACHED_POLICIES, MAX_POLICY_VERSIONS, PolicyRecord,
     PolicyVersion, Principal, RoleRecord, SessionRecord, Tag, UserRecord, arn, derived_unique_id,
@@ -61,8 +63,8 @@ use crate::identity::{
     session_token_digest, validate_account_id, validate_max_session_duration, validate_name,
     validate_path, validate_tags,
 };
-use crate::policy::{PolicyDocument, PolicyKind, SizeLimit, validate_size};
-use crate::seal::{Keyring, SecretString};
+use hive_iam::policy::{PolicyDocument, PolicyKind, SizeLimit, validate_size};
+use hive_iam::seal::{Keyring, SecretString};
 
 /// Compare-and-swap attempts before giving up with `ConcurrentModification`.
 pub const CAS_RETRIES: u32 = 64;
@@ -140,25 +142,32 @@ pub struct TemporaryCredentials {
     pub principal: Principal,
 }
 
-/// One policy document that applies to a principal, with where it comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourcedPolicy {
-    /// The policy's ARN for managed policies, or `<entity ARN>:inline/<name>` for inline ones.
-    pub source: String,
-    /// The document text.
-    pub document: String,
+/// A storage failure as the identity core names it: this crate owns the mapping. What may
+/// succeed on a retry (unreachable, not there yet, contention) is transient.
+pub fn storage_error(e: KvError) -> IamError {
+    let transient = matches!(
+        e,
+        KvError::Unavailable(_)
+            | KvError::BucketNotFound(_)
+            | KvError::RevisionConflict { .. }
+            | KvError::AlreadyExists { .. }
+    );
+    IamError::Storage(StorageFault {
+        transient,
+        message: e.to_string(),
+    })
 }
 
-/// The policies that decide a principal's requests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EffectivePolicies {
-    /// Identity policies: inline and attached managed policies of the user and its groups, or
-    /// of the role.
-    pub identity: Vec<SourcedPolicy>,
-    /// The permissions boundary, when one is set.
-    pub boundary: Option<SourcedPolicy>,
-    /// The session policy of temporary credentials.
-    pub session: Option<String>,
+/// What a read-modify-write through [`TypedBucket::update_with`] can fail with.
+enum Failed {
+    Kv(KvError),
+    Iam(IamError),
+}
+
+impl From<KvError> for Failed {
+    fn from(e: KvError) -> Self {
+        Self::Kv(e)
+    }
 }
 
 /// Records that can carry managed-policy attachments and inline policies.
@@ -313,7 +322,7 @@ impl IamRepo {
         names: &IamBucketNames,
         keyring: Keyring,
     ) -> Result<Self> {
-        let buckets = names.open_all(store, 1).await?;
+        let buckets = names.open_all(store, 1).await.map_err(storage_error)?;
         Ok(Self::new(buckets, keyring))
     }
 
@@ -337,21 +346,22 @@ impl IamRepo {
     {
         let written = bucket
             .update_with(key, |current: Option<T>| match current {
-                None => Err(missing()),
+                None => Err(Failed::Iam(missing())),
                 Some(mut value) => {
-                    change(&mut value)?;
+                    change(&mut value).map_err(Failed::Iam)?;
                     Ok(value)
                 }
             })
             .await;
         match written {
             Ok(v) => Ok(v.value),
-            Err(IamError::Storage(KvError::RevisionConflict { .. })) => {
+            Err(Failed::Kv(KvError::RevisionConflict { .. })) => {
                 Err(IamError::ConcurrentModification(format!(
                     "Too many concurrent changes to {key}; try again."
                 )))
             }
-            Err(e) => Err(e),
+            Err(Failed::Kv(e)) => Err(storage_error(e)),
+            Err(Failed::Iam(e)) => Err(e),
         }
     }
 
@@ -366,12 +376,16 @@ impl IamRepo {
         T: Serialize + DeserializeOwned + Send + Sync,
     {
         for _ in 0..CAS_RETRIES {
-            let current = bucket.get(key).await?.ok_or_else(&missing)?;
+            let current = bucket
+                .get(key)
+                .await
+                .map_err(storage_error)?
+                .ok_or_else(&missing)?;
             check(&current.value)?;
             match bucket.delete(key, Some(current.revision)).await {
                 Ok(()) => return Ok(current.value),
                 Err(KvError::RevisionConflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(storage_error(e)),
             }
         }
         Err(IamError::ConcurrentModification(format!(
@@ -392,7 +406,7 @@ impl IamRepo {
         match bucket.create(key, value).await {
             Ok(_) => Ok(()),
             Err(KvError::AlreadyExists { .. }) => Err(already_exists(kind, name)),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage_error(e)),
         }
     }
 
@@ -413,7 +427,8 @@ impl IamRepo {
         let path_prefix = path_prefix.unwrap_or("/");
         Ok(bucket
             .list(Some(&key_prefix))
-            .await?
+            .await
+            .map_err(storage_error)?
             .into_iter()
             .map(|(_, v)| v.value)
             .filter(|record| path(record).starts_with(path_prefix))
@@ -434,7 +449,8 @@ impl IamRepo {
         let key = entity_key(account_id, kind, name);
         bucket
             .get(&key)
-            .await?
+            .await
+            .map_err(storage_error)?
             .map(|v| v.value)
             .ok_or_else(|| no_such(kind, name))
     }
@@ -564,7 +580,12 @@ impl IamRepo {
     async fn find_user(&self, account_id: &str, name: &str) -> Result<Option<UserRecord>> {
         validate_account_id(account_id)?;
         let key = entity_key(account_id, EntityKind::User, name);
-        let mut found = self.users.get(&key).await?.map(|v| v.value);
+        let mut found = self
+            .users
+            .get(&key)
+            .await
+            .map_err(storage_error)?
+            .map(|v| v.value);
         if found.is_none() && account_id == DEFAULT_ACCOUNT_ID {
             // The setup guide's hand-written layout: the bare user name as key.
             if hive_kv::validate_key(name).is_ok() {
@@ -1040,7 +1061,8 @@ impl IamRepo {
         let (key, _) = Self::policy_key_from_arn(policy_arn)?;
         self.policies
             .get(&key)
-            .await?
+            .await
+            .map_err(storage_error)?
             .map(|v| v.value)
             .filter(|p| p.arn == policy_arn)
             .ok_or_else(|| no_such(EntityKind::Policy, policy_arn))
@@ -1467,7 +1489,7 @@ impl IamRepo {
                 },
             )
             .await;
-            return Err(e.into());
+            return Err(storage_error(e));
         }
         Ok(NewAccessKey {
             record,
@@ -1502,7 +1524,7 @@ impl IamRepo {
                     secret_access_key: secret,
                 })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage_error(e)),
         }
     }
 
@@ -1552,9 +1574,11 @@ impl IamRepo {
             status: KeyStatus::Active,
             created_at: OffsetDateTime::now_utc(),
             account_id: account_id.to_owned(),
-            secret_access_key_sealed: Some(
-                self.keyring.seal_secret(secret, access_key_id.as_bytes()),
-            ),
+            secret_access_key_sealed: Some(self.keyring.seal_secret(
+                secret,
+                access_key_id.as_bytes(),
+                &mut OsRng,
+            )),
             secret_access_key: None,
             last_used: None,
         }
@@ -1580,7 +1604,7 @@ impl IamRepo {
     /// The storage key of a user record: canonical, or the guide's bare-name key.
     async fn user_storage_key(&self, account_id: &str, user: &str) -> Result<String> {
         let key = entity_key(account_id, EntityKind::User, user);
-        if self.users.get(&key).await?.is_some() {
+        if self.users.get(&key).await.map_err(storage_error)?.is_some() {
             return Ok(key);
         }
         if account_id == DEFAULT_ACCOUNT_ID
@@ -1601,7 +1625,7 @@ impl IamRepo {
         let u = self.get_user(account_id, user).await?;
         let mut out = Vec::new();
         for id in &u.access_keys {
-            if let Some(k) = self.keys.get(id).await? {
+            if let Some(k) = self.keys.get(id).await.map_err(storage_error)? {
                 out.push(k.value);
             }
         }
@@ -1626,7 +1650,8 @@ impl IamRepo {
         let k = self
             .keys
             .get(access_key_id)
-            .await?
+            .await
+            .map_err(storage_error)?
             .ok_or_else(missing)?
             .value;
         if k.account_id != account_id || !k.username.eq_ignore_ascii_case(user) {
@@ -1675,7 +1700,11 @@ impl IamRepo {
             .iter()
             .any(|k| k == access_key_id);
         match self.owned_key(account_id, user, access_key_id).await {
-            Ok(_) => self.keys.delete(access_key_id, None).await?,
+            Ok(_) => self
+                .keys
+                .delete(access_key_id, None)
+                .await
+                .map_err(storage_error)?,
             // A reference left by an interrupted CreateAccessKey: clean it below.
             Err(IamError::NoSuchEntity(_)) if listed => {}
             Err(e) => return Err(e),
@@ -1706,7 +1735,7 @@ impl IamRepo {
         if !access_key_id.starts_with("AKIA") || hive_kv::validate_key(access_key_id).is_err() {
             return Ok(());
         }
-        let Some(current) = self.keys.get(access_key_id).await? else {
+        let Some(current) = self.keys.get(access_key_id).await.map_err(storage_error)? else {
             return Ok(());
         };
         if current.value.last_used.as_ref().is_some_and(|l| {
@@ -1745,7 +1774,7 @@ impl IamRepo {
         access_key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Credential>> {
-        if !crate::identity::is_valid_access_key_id(access_key_id)
+        if !hive_iam::identity::is_valid_access_key_id(access_key_id)
             && hive_kv::validate_key(access_key_id).is_err()
         {
             return Ok(None);
@@ -1753,7 +1782,7 @@ impl IamRepo {
         if access_key_id.starts_with("ASIA") {
             return self.lookup_session(access_key_id, now).await;
         }
-        let Some(key) = self.keys.get(access_key_id).await? else {
+        let Some(key) = self.keys.get(access_key_id).await.map_err(storage_error)? else {
             return Ok(None);
         };
         let key = key.value;
@@ -1786,7 +1815,12 @@ impl IamRepo {
         access_key_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Credential>> {
-        let Some(s) = self.sessions.get(access_key_id).await? else {
+        let Some(s) = self
+            .sessions
+            .get(access_key_id)
+            .await
+            .map_err(storage_error)?
+        else {
             return Ok(None);
         };
         let s = s.value;
@@ -1818,12 +1852,12 @@ impl IamRepo {
         tags: Vec<Tag>,
         now: OffsetDateTime,
     ) -> Result<TemporaryCredentials> {
-        if !(MIN_SESSION_SECONDS..=crate::identity::MAX_ROLE_SESSION_SECONDS)
+        if !(MIN_SESSION_SECONDS..=hive_iam::identity::MAX_ROLE_SESSION_SECONDS)
             .contains(&duration_seconds)
         {
             return Err(IamError::Validation(format!(
                 "1 validation error detected: Value '{duration_seconds}' at 'durationSeconds' failed to satisfy constraint: Member must have value between {MIN_SESSION_SECONDS} and {}",
-                crate::identity::MAX_ROLE_SESSION_SECONDS
+                hive_iam::identity::MAX_ROLE_SESSION_SECONDS
             )));
         }
         if let Some(p) = session_policy {
@@ -1837,7 +1871,11 @@ impl IamRepo {
         let expiration = now + time::Duration::seconds(i64::from(duration_seconds));
         let record = SessionRecord {
             access_key_id: access_key_id.clone(),
-            secret_access_key_sealed: self.keyring.seal_secret(&secret, access_key_id.as_bytes()),
+            secret_access_key_sealed: self.keyring.seal_secret(
+                &secret,
+                access_key_id.as_bytes(),
+                &mut OsRng,
+            ),
             session_token_sha256: session_token_digest(token.expose()),
             expiration,
             created_at: now,
@@ -1846,7 +1884,10 @@ impl IamRepo {
             session_policy: session_policy.map(str::to_owned),
             tags,
         };
-        self.sessions.create(&access_key_id, &record).await?;
+        self.sessions
+            .create(&access_key_id, &record)
+            .await
+            .map_err(storage_error)?;
         Ok(TemporaryCredentials {
             access_key_id,
             secret_access_key: secret,
@@ -1878,7 +1919,7 @@ impl IamRepo {
                 "1 validation error detected: Value at 'roleSessionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\w+=,.@-]*".into(),
             ));
         }
-        let duration = duration_seconds.unwrap_or(crate::identity::DEFAULT_SESSION_SECONDS);
+        let duration = duration_seconds.unwrap_or(hive_iam::identity::DEFAULT_SESSION_SECONDS);
         if duration > role.max_session_duration {
             return Err(IamError::Validation(format!(
                 "The requested DurationSeconds exceeds the MaxSessionDuration set for this role ({}).",
@@ -2009,7 +2050,8 @@ impl IamRepo {
         Ok(self
             .keys
             .list(None)
-            .await?
+            .await
+            .map_err(storage_error)?
             .into_iter()
             .filter(|(_, k)| match &k.value.secret_access_key_sealed {
                 Some(sealed) => self.keyring.needs_reseal(sealed),
@@ -2050,7 +2092,8 @@ impl IamRepo {
                     (None, Some(clear)) => clear.clone(),
                     _ => return Ok(()),
                 };
-                k.secret_access_key_sealed = Some(keyring.seal_secret(&secret, id.as_bytes()));
+                k.secret_access_key_sealed =
+                    Some(keyring.seal_secret(&secret, id.as_bytes(), &mut OsRng));
                 k.secret_access_key = None;
                 changed = true;
                 Ok(())

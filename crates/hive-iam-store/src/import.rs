@@ -2,9 +2,10 @@
 //! key's record by its id alone.
 
 use super::{IamRepo, NewAccessKey, Result};
-use crate::error::IamError;
-use crate::identity::{AccessKeyRecord, SECRET_KEY_LEN, is_valid_access_key_id};
-use crate::seal::SecretString;
+use crate::storage_error;
+use hive_iam::error::IamError;
+use hive_iam::identity::{AccessKeyRecord, SECRET_KEY_LEN, is_valid_access_key_id};
+use hive_iam::seal::SecretString;
 
 impl IamRepo {
     /// Stores an existing key pair for `user`, sealed like any other key. The id must look
@@ -34,7 +35,13 @@ impl IamRepo {
                 "The secret access key must be {SECRET_KEY_LEN} characters of letters, digits, '+' and '/'."
             )));
         }
-        if self.keys.get(access_key_id).await?.is_some() {
+        if self
+            .keys
+            .get(access_key_id)
+            .await
+            .map_err(storage_error)?
+            .is_some()
+        {
             return Err(IamError::EntityAlreadyExists(format!(
                 "Access key {access_key_id} already exists."
             )));
@@ -50,7 +57,7 @@ impl IamRepo {
         account_id: &str,
         access_key_id: &str,
     ) -> Result<AccessKeyRecord> {
-        crate::identity::validate_account_id(account_id)?;
+        hive_iam::identity::validate_account_id(account_id)?;
         let missing = || {
             IamError::NoSuchEntity(format!(
                 "The Access Key with id {access_key_id} cannot be found."
@@ -62,7 +69,8 @@ impl IamRepo {
         let key = self
             .keys
             .get(access_key_id)
-            .await?
+            .await
+            .map_err(storage_error)?
             .ok_or_else(missing)?
             .value;
         if key.account_id != account_id {
@@ -76,18 +84,18 @@ impl IamRepo {
 mod tests {
     use std::sync::Arc;
 
-    use hive_kv::iam::IamBucketNames;
+    use crate::buckets::IamBucketNames;
     use hive_kv::memory::MemoryStore;
     use time::OffsetDateTime;
 
     use super::*;
-    use crate::seal::{Keyring, SealKey};
+    use hive_iam::seal::{Keyring, SealKey};
 
     const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 
     async fn repo() -> IamRepo {
         let store = Arc::new(MemoryStore::new());
-        let (key, _) = SealKey::generate();
+        let (key, _) = SealKey::generate(&mut rand::rngs::OsRng);
         let repo = IamRepo::open(
             store.as_ref(),
             &IamBucketNames::default(),

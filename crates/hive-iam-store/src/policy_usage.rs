@@ -7,13 +7,14 @@
 //! are recorded only on the users and roles, so finding them scans the account's users and
 //! roles.
 
+use crate::storage_error;
 use std::collections::BTreeMap;
 
 use hive_kv::TypedBucket;
 
 use super::IamRepo;
-use crate::error::Result;
-use crate::identity::{EntityKind, ParsedArn, RoleRecord, UserRecord, parse_arn};
+use hive_iam::error::Result;
+use hive_iam::identity::{EntityKind, ParsedArn, RoleRecord, UserRecord, parse_arn};
 
 /// How an entity uses a managed policy (AWS's `PolicyUsageType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +78,11 @@ where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
 {
     let key = super::entity_key(&parsed.account_id, parsed.kind, &parsed.name);
-    Ok(bucket.get(&key).await?.map(|v| v.value))
+    Ok(bucket
+        .get(&key)
+        .await
+        .map_err(storage_error)?
+        .map(|v| v.value))
 }
 
 fn role_entity(r: &RoleRecord, usage: PolicyUsage) -> PolicyEntity {
@@ -206,13 +211,13 @@ impl IamRepo {
 mod tests {
     use std::sync::Arc;
 
-    use hive_kv::iam::IamBucketNames;
+    use crate::buckets::IamBucketNames;
     use hive_kv::memory::MemoryStore;
 
     use super::*;
-    use crate::error::IamError;
-    use crate::repo::Target;
-    use crate::seal::{Keyring, SealKey};
+    use crate::Target;
+    use hive_iam::error::IamError;
+    use hive_iam::seal::{Keyring, SealKey};
 
     const ACCOUNT: &str = "123456789012";
     const DOC: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#;
@@ -222,7 +227,7 @@ mod tests {
         IamRepo::open(
             store.as_ref(),
             &IamBucketNames::default(),
-            Keyring::new(SealKey::generate().0),
+            Keyring::new(SealKey::generate(&mut rand::rngs::OsRng).0),
         )
         .await
         .expect("open repo")

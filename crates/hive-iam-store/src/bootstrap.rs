@@ -20,6 +20,7 @@
 //! renews the claim (a write that moves its revision) after making the key and before handing
 //! it out, so a holder that lost its claim learns it before anyone persists the key twice.
 
+use crate::storage_error;
 use hive_kv::KvError;
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
@@ -29,8 +30,8 @@ use super::{
     ADMIN_GROUP, ADMIN_POLICY, ADMIN_POLICY_DOCUMENT, ADMIN_USER, CAS_RETRIES, IamRepo,
     NewAccessKey, Target,
 };
-use crate::error::{IamError, Result};
-use crate::identity::{EntityKind, arn, generate_access_key_id, validate_account_id};
+use hive_iam::error::{IamError, Result};
+use hive_iam::identity::{EntityKind, arn, generate_access_key_id, validate_account_id};
 
 /// Where an account's bootstrap stands; what [`IamRepo::bootstrap_step`] found or made.
 #[derive(Debug)]
@@ -117,7 +118,7 @@ fn marker_key(account_id: &str) -> String {
 fn encode(marker: &BootstrapMarker) -> Result<bytes::Bytes> {
     serde_json::to_vec(marker)
         .map(Into::into)
-        .map_err(|e| IamError::Storage(KvError::Codec(e.to_string())))
+        .map_err(|e| super::storage_error(KvError::Codec(e.to_string())))
 }
 
 /// The claim as read: held by this caller, or what to answer instead.
@@ -134,7 +135,7 @@ impl IamRepo {
     ) -> Result<Option<(u64, BootstrapMarker)>> {
         validate_account_id(account_id)?;
         let key = marker_key(account_id);
-        let Some(entry) = self.users_raw.get(&key).await? else {
+        let Some(entry) = self.users_raw.get(&key).await.map_err(storage_error)? else {
             return Ok(None);
         };
         let marker = serde_json::from_slice(&entry.value).map_err(|e| IamError::CorruptRecord {
@@ -192,7 +193,7 @@ impl IamRepo {
                 }
                 // Taken over (or completed) meanwhile: read again.
                 Err(KvError::RevisionConflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(storage_error(e)),
             }
         }
         Err(busy(account_id))
@@ -218,7 +219,7 @@ impl IamRepo {
         {
             Ok(_) => Ok(true),
             Err(KvError::RevisionConflict { .. }) => Ok(false),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(storage_error(e)),
         }
     }
 
@@ -288,7 +289,7 @@ impl IamRepo {
                 Ok((revision, marker)) => return Ok(Claim::Held(revision, marker)),
                 // Someone else claimed, renewed or completed it first: read again.
                 Err(KvError::AlreadyExists { .. } | KvError::RevisionConflict { .. }) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(storage_error(e)),
             }
         }
         Err(busy(account_id))
@@ -348,9 +349,9 @@ fn busy(account_id: &str) -> IamError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::{Keyring, SealKey};
+    use crate::buckets::IamBucketNames;
+    use hive_iam::seal::{Keyring, SealKey};
     use hive_kv::KvStore as _;
-    use hive_kv::iam::IamBucketNames;
     use hive_kv::memory::MemoryStore;
 
     const ACCT: &str = "000000000000";
@@ -445,7 +446,7 @@ mod tests {
             claimed_at: None,
         };
         let users = store
-            .open(hive_kv::iam::DEFAULT_USERS_BUCKET)
+            .open(crate::buckets::DEFAULT_USERS_BUCKET)
             .await
             .expect("users bucket");
         let revision = users
@@ -468,7 +469,7 @@ mod tests {
         let store = MemoryStore::new();
         let repo = repo(&store).await;
         let users = store
-            .open(hive_kv::iam::DEFAULT_USERS_BUCKET)
+            .open(crate::buckets::DEFAULT_USERS_BUCKET)
             .await
             .expect("users bucket");
         users

@@ -5,10 +5,30 @@
 
 use std::sync::Arc;
 
-use super::EffectivePolicies;
-use crate::policy::{
+use super::{
     Authorizer, CompiledPolicy, Decision, PolicyError, PolicyKind, PolicySet, RequestContext,
 };
+
+/// One policy document that applies to a principal, with where it comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcedPolicy {
+    /// The policy's ARN for managed policies, or `<entity ARN>:inline/<name>` for inline ones.
+    pub source: String,
+    /// The document text.
+    pub document: String,
+}
+
+/// The policies that decide a principal's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EffectivePolicies {
+    /// Identity policies: inline and attached managed policies of the user and its groups, or
+    /// of the role.
+    pub identity: Vec<SourcedPolicy>,
+    /// The permissions boundary, when one is set.
+    pub boundary: Option<SourcedPolicy>,
+    /// The session policy of temporary credentials.
+    pub session: Option<String>,
+}
 
 /// The compiled layers of a principal's policies.
 #[derive(Debug, Clone)]
@@ -89,7 +109,6 @@ impl CompiledEffective {
 mod tests {
     use super::*;
     use crate::policy::{DecisionEffect, Principal};
-    use crate::repo::SourcedPolicy;
 
     fn sourced(source: &str, statement: &str) -> SourcedPolicy {
         SourcedPolicy {

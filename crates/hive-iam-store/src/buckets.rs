@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::port::{Bucket, BucketConfig, KvStore, Result};
+use hive_kv::{Bucket, BucketConfig, KvStore, Result};
 
 /// History kept by the users, roles, policies and access-keys buckets.
 pub const IAM_HISTORY: u8 = 10;
@@ -127,7 +127,7 @@ impl std::fmt::Debug for IamBuckets {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryStore;
+    use hive_kv::memory::MemoryStore;
 
     #[test]
     fn defaults_match_the_setup_guide() {

@@ -16,14 +16,15 @@
 //! - a group's `members` and a policy's `attachments` guard deletion and serve listings; a stale
 //!   entry there can refuse a delete but never grants anything.
 
+use crate::storage_error;
 use hive_kv::{KvError, Versioned};
 use time::OffsetDateTime;
 
 use super::{
     CAS_RETRIES, IamRepo, TagChange, already_exists, entity_key, no_such, normalize_policy_refs,
 };
-use crate::error::{IamError, Result};
-use crate::identity::{
+use hive_iam::error::{IamError, Result};
+use hive_iam::identity::{
     EntityKind, GroupRecord, Tag, UserRecord, arn, derived_unique_id, validate_account_id,
     validate_name, validate_path,
 };
@@ -99,7 +100,12 @@ impl Renamable for UserRecord {
     ) -> Result<Option<(String, Versioned<Self>)>> {
         // Hand-written records may stand under a key in another case.
         let key = repo.user_storage_key(account_id, name).await?;
-        Ok(repo.users.get(&key).await?.map(|v| (key, v)))
+        Ok(repo
+            .users
+            .get(&key)
+            .await
+            .map_err(storage_error)?
+            .map(|v| (key, v)))
     }
 
     async fn follow(repo: &IamRepo, account_id: &str, old: &Self, new: &Self) -> Result<()> {
@@ -127,7 +133,8 @@ impl Renamable for GroupRecord {
         let current = repo
             .groups
             .get(&key)
-            .await?
+            .await
+            .map_err(storage_error)?
             .ok_or_else(|| no_such(EntityKind::Group, name))?;
         Ok(Some((key, current)))
     }
@@ -366,7 +373,7 @@ impl IamRepo {
             return match bucket.update(old_key, new, revision).await {
                 Ok(_) => Ok(Moved::Stored),
                 Err(KvError::RevisionConflict { .. }) => Ok(Moved::Raced),
-                Err(e) => Err(e.into()),
+                Err(e) => Err(storage_error(e)),
             };
         }
         let copied = match bucket.create(&new_key, new).await {
@@ -375,7 +382,7 @@ impl IamRepo {
                 revision,
             },
             Err(KvError::AlreadyExists { .. }) => return Err(already_exists(T::KIND, &new_name)),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(storage_error(e)),
         };
         match bucket.delete(old_key, Some(revision)).await {
             Ok(()) => Ok(Moved::Stored),
@@ -383,7 +390,7 @@ impl IamRepo {
                 Self::drop_copy(bucket, &copied).await;
                 match e {
                     KvError::RevisionConflict { .. } => Ok(Moved::Raced),
-                    e => Err(e.into()),
+                    e => Err(storage_error(e)),
                 }
             }
         }
@@ -496,10 +503,10 @@ fn replace_arn(arns: &mut Vec<String>, old: &str, new: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{KeyStatus, PolicyRecord};
-    use crate::repo::Target;
-    use crate::seal::{Keyring, SealKey};
-    use hive_kv::iam::IamBucketNames;
+    use crate::Target;
+    use crate::buckets::IamBucketNames;
+    use hive_iam::identity::{KeyStatus, PolicyRecord};
+    use hive_iam::seal::{Keyring, SealKey};
     use hive_kv::memory::MemoryStore;
 
     const ACCT: &str = "000000000000";
@@ -508,7 +515,7 @@ mod tests {
 
     async fn repo() -> IamRepo {
         let store = MemoryStore::new();
-        let (key, _) = SealKey::generate();
+        let (key, _) = SealKey::generate(&mut rand::rngs::OsRng);
         IamRepo::open(&store, &IamBucketNames::default(), Keyring::new(key))
             .await
             .expect("buckets open")
@@ -622,7 +629,7 @@ mod tests {
             repo.get_policy(&policy.arn).await.expect("p").attachments,
             std::slice::from_ref(&g.arn)
         );
-        let bob = crate::identity::Principal::User {
+        let bob = hive_iam::identity::Principal::User {
             account_id: ACCT.into(),
             username: "bob".into(),
             user_id: String::new(),
