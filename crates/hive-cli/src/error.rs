@@ -48,10 +48,6 @@ pub enum CliError {
     /// The lab failed.
     #[error(transparent)]
     Lab(#[from] crate::commands::lab::LabError),
-    /// A command run for the operator (`lab vm exec`) ended with this exit code; nothing
-    /// more to say.
-    #[error("the command exited with {0}")]
-    Exit(u8),
 }
 
 impl CliError {
@@ -91,7 +87,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage { .. } | Self::Config(_) => 2,
-            Self::Exit(code) => *code,
+            Self::Lab(crate::commands::lab::LabError::Exit(code)) => *code,
             _ => 1,
         }
     }

@@ -40,7 +40,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
     }
     // The lab builds its own cluster: no node configuration or store of the caller's applies.
     if let Command::Lab(c) = &cli.command {
-        return commands::lab::run(&output::Printer::new(cli.global.output), c).await;
+        return commands::lab::run(&output::Printer::new(cli.global.output), c)
+            .await
+            .map_err(Into::into);
     }
     let ctx = Context::load(&cli.global)?;
     match &cli.command {

@@ -28,7 +28,9 @@ fn main() -> ExitCode {
     match runtime.block_on(hive_cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         // The command's own exit code, passed through silently (`lab vm exec`).
-        Err(hive_cli::error::CliError::Exit(code)) => ExitCode::from(code),
+        Err(hive_cli::error::CliError::Lab(hive_cli::commands::lab::LabError::Exit(code))) => {
+            ExitCode::from(code)
+        }
         Err(e) => {
             eprintln!("hive-cli: {e}");
             if let Some(hint) = e.hint() {

@@ -6,7 +6,6 @@
 
 use crate::policy::PolicyError;
 use crate::seal::SealError;
-use crate::sigv4::SigV4Error;
 
 /// Errors of the identity core. Each variant maps to one AWS error code.
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +127,92 @@ impl IamError {
     /// Whether the client is at fault (`Sender`) rather than the service (`Receiver`).
     pub fn is_sender_fault(&self) -> bool {
         self.http_status() < 500
+    }
+}
+
+/// Why a request does not authenticate. Each variant maps to the AWS error code of
+/// [`SigV4Error::code`]; messages follow AWS's wording and never contain secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigV4Error {
+    /// Neither an `Authorization` header nor presigned query parameters.
+    #[error("Request is missing Authentication Token")]
+    MissingAuthenticationToken,
+    /// The `Authorization` header or scope is malformed or incomplete.
+    #[error("{0}")]
+    IncompleteSignature(String),
+    /// The presigned query parameters are malformed or incomplete.
+    #[error("{0}")]
+    AuthorizationQueryParametersError(String),
+    /// Both an `Authorization` header and presigned query parameters.
+    #[error(
+        "Only one auth mechanism allowed; only the X-Amz-Algorithm query parameter or the Authorization header should be specified"
+    )]
+    MultipleAuthMechanisms,
+    /// The access key id is unknown or not active.
+    #[error("The security token included in the request is invalid.")]
+    InvalidClientTokenId,
+    /// Temporary credentials have expired.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
+    /// The signature does not match.
+    #[error(
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+    )]
+    SignatureDoesNotMatch,
+    /// The request time is more than 15 minutes off the server's clock.
+    #[error(
+        "Signature {kind}: {request_time} is now {relation} than {bound} ({now} {sign} 15 min.)"
+    )]
+    RequestTimeTooSkewed {
+        /// `expired` or `not yet current`.
+        kind: &'static str,
+        /// `earlier` or `later`.
+        relation: &'static str,
+        /// `-` or `+`.
+        sign: &'static str,
+        /// The request's `X-Amz-Date`.
+        request_time: String,
+        /// The bound it crossed.
+        bound: String,
+        /// The server's time.
+        now: String,
+    },
+    /// A presigned request is past its `X-Amz-Expires`.
+    #[error("Request has expired")]
+    RequestExpired,
+    /// `X-Amz-Content-Sha256` does not match the body.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    ContentSha256Mismatch,
+}
+
+impl SigV4Error {
+    /// The AWS error code. Clock skew answers `SignatureDoesNotMatch` as IAM and STS do (EC2
+    /// frontends answer `RequestExpired` for it).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingAuthenticationToken => "MissingAuthenticationToken",
+            Self::IncompleteSignature(_) => "IncompleteSignature",
+            Self::AuthorizationQueryParametersError(_) => "AuthorizationQueryParametersError",
+            Self::MultipleAuthMechanisms => "InvalidRequest",
+            Self::InvalidClientTokenId => "InvalidClientTokenId",
+            Self::ExpiredToken => "ExpiredToken",
+            Self::SignatureDoesNotMatch | Self::RequestTimeTooSkewed { .. } => {
+                "SignatureDoesNotMatch"
+            }
+            Self::RequestExpired => "RequestExpired",
+            Self::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+        }
+    }
+
+    /// The HTTP status AWS answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::IncompleteSignature(_)
+            | Self::AuthorizationQueryParametersError(_)
+            | Self::MultipleAuthMechanisms
+            | Self::ContentSha256Mismatch => 400,
+            _ => 403,
+        }
     }
 }
 

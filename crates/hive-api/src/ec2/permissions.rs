@@ -224,7 +224,7 @@ pub(crate) fn protocol_fields(
     }
 }
 
-fn write_protocol(w: &mut XmlWriter, protocol: &Protocol, rule_form: bool) {
+pub(crate) fn write_protocol(w: &mut XmlWriter, protocol: &Protocol, rule_form: bool) {
     let (name, from, to) = protocol_fields(protocol, rule_form);
     w.text("ipProtocol", &name);
     if let Some(from) = from {
@@ -299,38 +299,6 @@ pub(crate) fn write_unknown_permissions(
         };
         write_permission_peers(w, &[&rule], owner);
     });
-}
-
-/// The fields of one `SecurityGroupRule` (`securityGroupRuleSet` items of Authorize and
-/// DescribeSecurityGroupRules).
-pub(crate) fn write_rule(
-    w: &mut XmlWriter,
-    group: &SecurityGroup,
-    rule: &SecurityGroupRule,
-    scope: super::render::Scope<'_>,
-) {
-    let owner = scope.account;
-    w.text("securityGroupRuleId", rule.id.as_str())
-        .text("groupId", group.id.as_str())
-        .text("groupOwnerId", owner)
-        .bool("isEgress", rule.direction == Direction::Egress);
-    write_protocol(w, &rule.protocol, true);
-    match &rule.peer {
-        Peer::Cidr(c) => {
-            w.text("cidrIpv4", &c.to_string());
-        }
-        Peer::Group(g) => {
-            w.node("referencedGroupInfo", |w| {
-                w.text("groupId", g.as_str()).text("userId", owner);
-            });
-        }
-    }
-    w.opt_text("description", rule.description.as_deref())
-        .list("tagSet", std::iter::empty::<()>(), |_, ()| {})
-        .text(
-            "securityGroupRuleArn",
-            &scope.arn("security-group-rule", rule.id.as_str()),
-        );
 }
 
 /// The fields of one `RevokedSecurityGroupRule`.

@@ -8,11 +8,11 @@
 use std::net::Ipv4Addr;
 
 use hive_vpc::model::{
-    Direction, InterfaceStatus, NetworkInterface, SecurityGroup, SecurityGroupId, Subnet,
-    SubnetState, Vpc, VpcState,
+    Direction, InterfaceStatus, NetworkInterface, Peer, SecurityGroup, SecurityGroupId,
+    SecurityGroupRule, Subnet, SubnetState, Vpc, VpcState,
 };
 
-use super::permissions::write_ip_permissions;
+use super::permissions::{write_ip_permissions, write_protocol};
 use crate::wire::xml::XmlWriter;
 
 /// Where a response is written for: the caller's account (`ownerId`) and the region.
@@ -225,6 +225,38 @@ pub(crate) fn write_interface(
         .bool("denyAllIgwTraffic", false)
         .bool("ipv6Native", false);
     write_tags(w, "tagSet", &eni.tags);
+}
+
+/// The fields of one `SecurityGroupRule` (`securityGroupRuleSet` items of Authorize and
+/// DescribeSecurityGroupRules).
+pub(crate) fn write_rule(
+    w: &mut XmlWriter,
+    group: &SecurityGroup,
+    rule: &SecurityGroupRule,
+    scope: Scope<'_>,
+) {
+    let owner = scope.account;
+    w.text("securityGroupRuleId", rule.id.as_str())
+        .text("groupId", group.id.as_str())
+        .text("groupOwnerId", owner)
+        .bool("isEgress", rule.direction == Direction::Egress);
+    write_protocol(w, &rule.protocol, true);
+    match &rule.peer {
+        Peer::Cidr(c) => {
+            w.text("cidrIpv4", &c.to_string());
+        }
+        Peer::Group(g) => {
+            w.node("referencedGroupInfo", |w| {
+                w.text("groupId", g.as_str()).text("userId", owner);
+            });
+        }
+    }
+    w.opt_text("description", rule.description.as_deref())
+        .list("tagSet", std::iter::empty::<()>(), |_, ()| {})
+        .text(
+            "securityGroupRuleArn",
+            &scope.arn("security-group-rule", rule.id.as_str()),
+        );
 }
 
 #[cfg(test)]

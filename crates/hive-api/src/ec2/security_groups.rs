@@ -16,10 +16,9 @@ use hive_vpc_store::GroupRule;
 use super::call::Call;
 use super::filters::{self, Filter};
 use super::permissions::{
-    RequestedRule, parse_requested, protocol_fields, write_revoked_rule, write_rule,
-    write_unknown_permissions,
+    RequestedRule, parse_requested, protocol_fields, write_revoked_rule, write_unknown_permissions,
 };
-use super::render::{Scope, write_security_group, write_tags};
+use super::render::{Scope, write_rule, write_security_group, write_tags};
 use crate::error::ApiError;
 
 /// The filters `DescribeSecurityGroups` supports (besides the tag filters).

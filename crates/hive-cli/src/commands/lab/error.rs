@@ -67,6 +67,13 @@ pub enum LabError {
     /// The store could not be read.
     #[error("store: {0}")]
     Store(String),
+    /// A step of the lab could not run to its end (a worker thread failed).
+    #[error("{0}")]
+    Failed(String),
+    /// A command run for the operator (`lab vm exec`) ended with this exit code; nothing
+    /// more to report.
+    #[error("the command exited with {0}")]
+    Exit(u8),
 }
 
 impl LabError {

@@ -33,7 +33,6 @@ pub use error::LabError;
 use serde_json::json;
 
 use crate::cli::{LabCommand, LabNatsCommand, LabNodeCommand, LabTarget, LabVmCommand};
-use crate::error::CliError;
 use crate::output::{Printer, Table};
 use state::{LabState, Names, lab_dir};
 
@@ -52,7 +51,7 @@ fn open(target: &LabTarget) -> Result<LabState, LabError> {
 }
 
 /// Run a `lab` command.
-pub async fn run(printer: &Printer, command: &LabCommand) -> Result<(), CliError> {
+pub async fn run(printer: &Printer, command: &LabCommand) -> Result<(), LabError> {
     sys::require_root()?;
     sys::require_tools()?;
     match command {
@@ -68,7 +67,7 @@ pub async fn run(printer: &Printer, command: &LabCommand) -> Result<(), CliError
             };
             let state = tokio::task::spawn_blocking(move || up::up(&options))
                 .await
-                .map_err(|e| CliError::Failed(e.to_string()))??;
+                .map_err(|e| LabError::Failed(e.to_string()))??;
             let (text, doc) = up::summary(&state);
             printer.message(text.trim_end(), &doc);
         }
@@ -81,7 +80,7 @@ pub async fn run(printer: &Printer, command: &LabCommand) -> Result<(), CliError
     Ok(())
 }
 
-fn down(printer: &Printer, t: &LabTarget) -> Result<(), CliError> {
+fn down(printer: &Printer, t: &LabTarget) -> Result<(), LabError> {
     let names = Names::new(&t.name)?;
     let dir = lab_dir(&t.name, t.dir.as_deref());
     let state = LabState::load(&dir).ok();
@@ -173,7 +172,7 @@ fn status(printer: &Printer, s: &LabState) {
     );
 }
 
-async fn vm_command(printer: &Printer, c: &LabVmCommand) -> Result<(), CliError> {
+async fn vm_command(printer: &Printer, c: &LabVmCommand) -> Result<(), LabError> {
     match c {
         LabVmCommand::Create { target, eni, node } => {
             let mut s = open(target)?;
@@ -186,7 +185,7 @@ async fn vm_command(printer: &Printer, c: &LabVmCommand) -> Result<(), CliError>
                 Ok::<_, LabError>((vm, programmed))
             })
             .await
-            .map_err(|e| CliError::Failed(e.to_string()))??;
+            .map_err(|e| LabError::Failed(e.to_string()))??;
             let note = if programmed {
                 String::new()
             } else {
@@ -208,7 +207,7 @@ async fn vm_command(printer: &Printer, c: &LabVmCommand) -> Result<(), CliError>
             let s = open(target)?;
             let code = vm::exec(&s, eni, command)?;
             if code != 0 {
-                return Err(CliError::Exit(u8::try_from(code).unwrap_or(1)));
+                return Err(LabError::Exit(u8::try_from(code).unwrap_or(1)));
             }
         }
         LabVmCommand::Delete { target, eni } => {
@@ -223,7 +222,7 @@ async fn vm_command(printer: &Printer, c: &LabVmCommand) -> Result<(), CliError>
     Ok(())
 }
 
-fn node_command(printer: &Printer, c: &LabNodeCommand) -> Result<(), CliError> {
+fn node_command(printer: &Printer, c: &LabNodeCommand) -> Result<(), LabError> {
     let (target, i) = match c {
         LabNodeCommand::Stop { target, node }
         | LabNodeCommand::KillApi { target, node }
@@ -258,7 +257,7 @@ fn node_command(printer: &Printer, c: &LabNodeCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-fn nats_command(printer: &Printer, c: &LabNatsCommand) -> Result<(), CliError> {
+fn nats_command(printer: &Printer, c: &LabNatsCommand) -> Result<(), LabError> {
     let (target, k) = match c {
         LabNatsCommand::Kill { target, server } | LabNatsCommand::Start { target, server } => {
             (target, *server)
@@ -266,7 +265,7 @@ fn nats_command(printer: &Printer, c: &LabNatsCommand) -> Result<(), CliError> {
     };
     let mut s = open(target)?;
     let Some(n) = s.nats.iter().find(|n| n.index == k).cloned() else {
-        return Err(LabError::Usage(format!("no NATS server {k} (1 to 3)")).into());
+        return Err(LabError::Usage(format!("no NATS server {k} (1 to 3)")));
     };
     let what = match c {
         LabNatsCommand::Kill { .. } => {
