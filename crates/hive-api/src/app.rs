@@ -4,7 +4,8 @@
 //!
 //! Handlers call [`App::authorize`] (or [`App::authorize_with`] for extra condition keys)
 //! before they read or change anything: authentication says who is calling, this says
-//! whether they may. Any doubt (a storage error, an unparsable stored policy) denies.
+//! whether they may. Any doubt refuses the request, never allows it: a store that is away is a
+//! 503 (retry), an unparsable stored policy a 500.
 //!
 //! # The authentication cache
 //! Credentials (by access key id) and compiled policy sets (by principal) are kept in memory so
@@ -455,10 +456,8 @@ impl App {
         let read_failed = |e: IamError| match e {
             // The principal vanished after it authenticated: nothing allows anything.
             IamError::NoSuchEntity(_) => None,
-            other => {
-                tracing::warn!(error = %other, "cannot load the caller's policies; denying");
-                Some(ApiError::from(other))
-            }
+            // Refused, never allowed; `From` logs the cause (503 for a store that is away).
+            other => Some(ApiError::from(other)),
         };
         let effective = match self.iam.effective_policies(identity, session_policy).await {
             Ok(e) => e,

@@ -212,7 +212,7 @@ async fn prepare_with(
     };
     let ec2 = Arc::new(crate::ec2::Ec2Service::new(app.clone()));
     // The switch sync runs for the life of the process ([vpc] enabled; OVS via OVS_RUNDIR).
-    let netsync = crate::netsync::start_for_node(&ec2, store.as_ref(), &config).await;
+    let netsync = crate::netsync::start_for_node(&ec2, &store, &config);
     let readiness = Arc::new(KvReadiness::new(store));
     let mut server = Server::new(config.server.clone(), readiness)
         .authenticator(Arc::new(SigV4Authenticator::new(app.clone())))

@@ -1,12 +1,17 @@
 //! The switch sync against a real (sandboxed) Open vSwitch with the dummy datapath: the bridge
 //! follows the store, ports plugged and unplugged by the "hypervisor" are noticed, a restart
-//! and hand-made drift are repaired, and a missing switch is reported once without harm.
+//! and hand-made drift are repaired, a missing switch is reported once without harm, and a
+//! store that is away at start is waited for without touching the switch.
 //!
 //! Needs Open vSwitch (`apt-get install -y openvswitch-switch`); fails, never skips, without it.
+
+mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use common::{Fault, FaultyStore};
 
 use hive_api::netsync::{
     NetSync, NetSyncOptions, NodePlane, SwitchFacts, compiled_program, read_switch_facts,
@@ -414,6 +419,52 @@ async fn a_restart_and_hand_made_drift_are_repaired_from_the_store() {
         "old gateway MAC still in the program"
     );
     assert_eq!(rebuilt.len(), program.len());
+    sync.stop().await;
+}
+
+/// The store is away when the sync starts: it retries (counting each failure), leaves the
+/// program an earlier run installed exactly as it is (no bridge set-up, no flow removed), and
+/// programs the bridge from the store once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_away_at_start_is_waited_for_without_touching_the_switch() {
+    let sb = sandbox();
+    let switch = sb.switch(BR).expect("switch");
+    let (store, faults) = FaultyStore::over(Arc::new(MemoryStore::new()));
+    let repo = VpcRepo::open(store.as_ref(), &RepoOptions::default())
+        .await
+        .expect("open the VPC repository");
+    let w = world(&repo).await;
+    let sync = NetSync::start(repo.clone(), options(&sb)).expect("start");
+    online(&sync).await;
+    sb.add_port(BR, "pa", Some(w.a.id.as_str()), Some(10))
+        .expect("plug a");
+    let program = converged(&sync, &switch, &repo, "an earlier run").await;
+    sync.stop().await;
+
+    faults.set(Fault::Down);
+    let opening = Arc::clone(&store);
+    let sync = NetSync::start_when_ready(options(&sb), move || {
+        let store = Arc::clone(&opening);
+        async move {
+            let repo = VpcRepo::open(store.as_ref(), &RepoOptions::default()).await?;
+            Ok((repo, None))
+        }
+    })
+    .expect("start");
+    let (status, retried) = sync.wait_for(WAIT, |s| s.errors >= 3).await;
+    assert!(retried, "{status:?}");
+    assert!(
+        !status.switch_online && !status.in_sync,
+        "the switch is left alone: {status:?}"
+    );
+    assert!(
+        switch.drift(&program).expect("diff-flows").is_clean(),
+        "the earlier program stays in place"
+    );
+
+    faults.set(Fault::None);
+    online(&sync).await;
+    converged(&sync, &switch, &repo, "once the store is back").await;
     sync.stop().await;
 }
 

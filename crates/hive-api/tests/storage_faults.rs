@@ -1,7 +1,8 @@
 //! A failing store under a running node: storage that cannot be reached answers 503
 //! `ServiceUnavailable` with `Retry-After` in IAM, STS and EC2, whether the request fails in
 //! its action or already in authentication; botocore parses every answer and would retry it;
-//! and the node serves again as soon as the store is back. (Contention that outlasts the
+//! and the node serves again as soon as the store is back; the switch sync waits for a store
+//! that is away at start. (Contention that outlasts the
 //! cores' retries is a 503 too: `botocore_contract.rs` and the unit tests of `hive_api::error`.)
 
 mod common;
@@ -22,10 +23,17 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
+    fixture_with(Fault::None, false).await
+}
+
+/// A node with `[vpc] enabled` as given (no switch is reachable: `OVS_RUNDIR` points nowhere
+/// in the test environment), started while `fault` holds.
+async fn fixture_with(fault: Fault, vpc: bool) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, faults) = FaultyStore::over(Arc::new(hive_kv::memory::MemoryStore::new()));
+    faults.set(fault);
     let mut config = node_config(dir.path());
-    config.vpc.enabled = false; // no switch to program here
+    config.vpc.enabled = vpc;
     let node = node::start_on(config, store).await.expect("start");
     let (key, secret) = read_admin_credentials(&dir.path().join("admin-credentials"));
     Fixture {
@@ -108,4 +116,42 @@ async fn an_unreachable_store_answers_503_with_retry_after_everywhere() {
         assert_eq!(r.status, 200, "{body}: {}", r.body);
         assert_eq!(r.header("Retry-After"), None);
     }
+}
+
+/// A value of the switch sync's metrics (`/metrics/netsync`).
+async fn netsync_metric(f: &Fixture, name: &str) -> u64 {
+    let text = get(f.node.addr, "/metrics/netsync").await.body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("hive_netsync_{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} missing: {text}"))
+}
+
+/// The network buckets are away while the node starts: it serves IAM at once, EC2 answers
+/// 503, and the switch sync keeps retrying (instead of giving up) until they are back, then
+/// compiles the stored network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_switch_sync_waits_for_a_store_that_is_away_at_start() {
+    let f = fixture_with(Fault::DownIn("hive-vpc-"), true).await;
+    let r = f.call("sts", GET_CALLER_IDENTITY).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = f.call("ec2", DESCRIBE_VPCS).await;
+    assert_retry_later(&r, "ec2", "DescribeVpcs", "ServiceUnavailable");
+    let base = netsync_metric(&f, "program_flows").await;
+    within(
+        Duration::from_secs(30),
+        "three failed starts of the sync",
+        || async { netsync_metric(&f, "errors_total").await >= 3 },
+    )
+    .await;
+
+    f.faults.set(Fault::None);
+    within(
+        Duration::from_secs(30),
+        "the default network compiled",
+        || async { netsync_metric(&f, "program_flows").await > base },
+    )
+    .await;
+    let r = f.call("ec2", DESCRIBE_VPCS).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 }

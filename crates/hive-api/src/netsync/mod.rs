@@ -29,7 +29,8 @@
 //! state does not compile three times in a row, or the switch rejects the whole program, the
 //! bridge gets the base program alone (every table ends in `priority=0 drop`), so doubt never
 //! opens traffic. A store that cannot be read leaves the installed program as it is and is
-//! retried.
+//! retried; one that is away when the sync starts is waited for ([`NetSync::start_when_ready`]:
+//! backoff to 5 s, a warning per attempt) before the switch is touched at all.
 //!
 //! # Metrics and logs
 //! [`NetSync::status`] reports program size, bound ports, the duration and size of the last
@@ -62,6 +63,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
+use crate::retry::{Backoff, retry_while};
 use crate::server::{Endpoint, EndpointReply};
 
 /// Consecutive failures to compile the desired state after which the bridge fails closed.
@@ -87,6 +89,11 @@ pub enum NetSyncError {
 }
 
 impl NetSyncError {
+    /// Whether the configuration is at fault (waiting for the store will not help).
+    fn is_config(&self) -> bool {
+        matches!(self, Self::State(VpcError::InvalidConfig { .. }))
+    }
+
     /// Whether the error means the switch is not there (rather than refusing one request).
     fn switch_unreachable(&self) -> bool {
         matches!(
@@ -290,8 +297,26 @@ impl NetSync {
     /// Returns at once; the first program is compiled and applied in the background.
     /// Fails only on a bridge or port name Open vSwitch would not accept.
     pub fn start(repo: VpcRepo, options: NetSyncOptions) -> Result<Self, NetSyncError> {
+        Self::start_when_ready(options, move || {
+            let repo = repo.clone();
+            async move { Ok((repo, None)) }
+        })
+    }
+
+    /// [`NetSync::start`] with the repository (and, in a cluster, this node's plane, which
+    /// then replaces `options.node`) from `open`, which needs the store. Until `open` succeeds
+    /// the switch is not touched at all, so the bridge keeps the program it has (fail closed:
+    /// flows are never cleared for a store that is away); `open` is retried with
+    /// [`Backoff::store`], a warning per failure, for as long as it takes. Only a
+    /// configuration error from `open` ends the sync before it starts.
+    pub fn start_when_ready<F, Fut>(options: NetSyncOptions, open: F) -> Result<Self, NetSyncError>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(VpcRepo, Option<NodePlane>), NetSyncError>>
+            + Send
+            + 'static,
+    {
         let switch = OvsSwitch::new(options.ovs.clone())?;
-        let plane = options.node.clone().map(plane::PlaneState::new);
         let base = compile(&hive_vpc::compile::NodeState::default())?;
         let (notify, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -303,21 +328,14 @@ impl NetSync {
             notify,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let worker = Worker {
-            repo,
-            switch: Arc::new(switch),
+        let task = tokio::spawn(run_when_ready(
+            open,
+            switch,
             options,
-            shared: Arc::clone(&shared),
+            Arc::clone(&shared),
             base,
-            compiler: None,
-            installed: None,
-            facts: SwitchFacts::default(),
-            online: false,
-            warned_offline: false,
-            compile_failures: 0,
-            plane,
-        };
-        let task = tokio::spawn(worker.run(stop_rx));
+            stop_rx,
+        ));
         Ok(Self {
             shared,
             stop,
@@ -447,43 +465,100 @@ pub fn parse_datapath(text: &str) -> Option<DatapathType> {
     .find(|d| d.as_str() == text.trim())
 }
 
+/// The background task of [`NetSync::start_when_ready`]: opens the repository, then runs the
+/// worker until stopped.
+async fn run_when_ready<F, Fut>(
+    mut open: F,
+    switch: OvsSwitch,
+    mut options: NetSyncOptions,
+    shared: Arc<Shared>,
+    base: FlowProgram,
+    mut stop: watch::Receiver<bool>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(VpcRepo, Option<NodePlane>), NetSyncError>>,
+{
+    let attempt = || {
+        let opening = open();
+        let shared = Arc::clone(&shared);
+        async move {
+            let opened = opening.await;
+            if let Err(e) = &opened {
+                shared.error(e);
+            }
+            opened
+        }
+    };
+    let waited = retry_while(
+        "starting the switch sync",
+        None,
+        Backoff::store(),
+        |e: &NetSyncError| !e.is_config(),
+        attempt,
+    );
+    let opened = tokio::select! {
+        opened = waited => opened,
+        _ = stop.changed() => return,
+    };
+    let (repo, node) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            tracing::error!(error = %e, "switch sync not started");
+            return;
+        }
+    };
+    if node.is_some() {
+        options.node = node;
+    }
+    let plane = options.node.clone().map(plane::PlaneState::new);
+    let worker = Worker {
+        repo,
+        switch: Arc::new(switch),
+        options,
+        shared,
+        base,
+        compiler: None,
+        installed: None,
+        facts: SwitchFacts::default(),
+        online: false,
+        warned_offline: false,
+        compile_failures: 0,
+        plane,
+    };
+    worker.run(stop).await;
+}
+
 /// Start the switch sync of a node when `[vpc] enabled` (with the repository EC2 uses, and
-/// the node registry on the same store), or `None` when the network plane is disabled or its
-/// repository cannot be opened (logged; the server keeps serving IAM and STS). Open vSwitch is
-/// found through `OVS_RUNDIR` like the OVS tools; its absence is reported once by the sync.
-pub async fn start_for_node(
-    ec2: &crate::ec2::Ec2Service,
-    store: &dyn hive_kv::KvStore,
-    config: &crate::config::Config,
+/// the node registry on the same store), or `None` when the network plane is disabled or the
+/// bridge's name is unusable. A store that is not ready yet is waited for in the background
+/// ([`NetSync::start_when_ready`]); the server keeps serving meanwhile. Open vSwitch is found
+/// through `OVS_RUNDIR` like the OVS tools; its absence is reported once by the sync.
+pub fn start_for_node(
+    ec2: &Arc<crate::ec2::Ec2Service>,
+    store: &Arc<dyn hive_kv::KvStore>,
+    config: &Arc<crate::config::Config>,
 ) -> Option<NetSync> {
     let vpc = &config.vpc;
     if !vpc.enabled {
         tracing::info!("[vpc] enabled = false: the switch is not programmed");
         return None;
     }
-    let repo = match ec2.repo().await {
-        Ok(repo) => repo,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the network repository; switch sync not started");
-            return None;
-        }
-    };
-    let mut options = NetSyncOptions::from_config(vpc);
-    match node_plane(store, config).await {
-        Ok(plane) => {
+    let (ec2, store, config) = (Arc::clone(ec2), Arc::clone(store), Arc::clone(config));
+    let options = NetSyncOptions::from_config(&config.vpc);
+    let open = move || {
+        let (ec2, store, config) = (Arc::clone(&ec2), Arc::clone(&store), Arc::clone(&config));
+        async move {
+            let repo = ec2.repo().await?;
+            let plane = node_plane(store.as_ref(), &config).await?;
             tracing::info!(
                 node = %plane.name,
                 tunnel_ip = ?plane.config.tunnel_ip,
                 "joining the node registry"
             );
-            options = options.with_node(plane);
+            Ok((repo.as_ref().clone(), Some(plane)))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the node registry; switch sync not started");
-            return None;
-        }
-    }
-    match NetSync::start(repo.as_ref().clone(), options) {
+    };
+    match NetSync::start_when_ready(options, open) {
         Ok(sync) => Some(sync),
         Err(e) => {
             tracing::error!(error = %e, "switch sync not started");

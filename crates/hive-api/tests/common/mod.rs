@@ -673,6 +673,9 @@ pub enum Fault {
     Contention,
     /// Everything fails as unreachable storage, bucket opens included; live watches end.
     Down,
+    /// Everything fails as unreachable storage in the buckets whose names start with this
+    /// prefix (their opens included); the others work.
+    DownIn(&'static str),
 }
 
 /// The switch of a [`FaultyStore`], shared with the test.
@@ -692,16 +695,18 @@ impl Faults {
         hive_kv::KvError::Unavailable(format!("injected fault: {what}"))
     }
 
-    fn read(&self, what: &str) -> hive_kv::Result<()> {
+    fn read(&self, bucket: &str, what: &str) -> hive_kv::Result<()> {
         match self.now() {
             Fault::Down => Err(Self::unavailable(what)),
+            Fault::DownIn(prefix) if bucket.starts_with(prefix) => Err(Self::unavailable(what)),
             _ => Ok(()),
         }
     }
 
     fn write(&self, bucket: &str, what: &str) -> hive_kv::Result<()> {
+        self.read(bucket, what)?;
         match self.now() {
-            Fault::Down | Fault::WritesDown => Err(Self::unavailable(what)),
+            Fault::WritesDown => Err(Self::unavailable(what)),
             Fault::WritesDownIn(b) if b == bucket => Err(Self::unavailable(what)),
             _ => Ok(()),
         }
@@ -757,17 +762,17 @@ impl hive_kv::KvStore for FaultyStore {
         &self,
         config: &hive_kv::BucketConfig,
     ) -> hive_kv::Result<Arc<dyn hive_kv::Bucket>> {
-        self.faults.read("create or open bucket")?;
+        self.faults.read(&config.name, "create or open bucket")?;
         Ok(self.wrap(self.inner.create_or_open(config).await?))
     }
 
     async fn open(&self, name: &str) -> hive_kv::Result<Arc<dyn hive_kv::Bucket>> {
-        self.faults.read("open bucket")?;
+        self.faults.read(name, "open bucket")?;
         Ok(self.wrap(self.inner.open(name).await?))
     }
 
     async fn bucket_config(&self, name: &str) -> hive_kv::Result<hive_kv::BucketConfig> {
-        self.faults.read("bucket config")?;
+        self.faults.read(name, "bucket config")?;
         self.inner.bucket_config(name).await
     }
 
@@ -783,11 +788,11 @@ impl hive_kv::Bucket for FaultyBucket {
         self.inner.name()
     }
     async fn get(&self, key: &str) -> hive_kv::Result<Option<hive_kv::Entry>> {
-        self.faults.read("get")?;
+        self.faults.read(self.name(), "get")?;
         self.inner.get(key).await
     }
     async fn entry_history(&self, key: &str) -> hive_kv::Result<Vec<hive_kv::Entry>> {
-        self.faults.read("history")?;
+        self.faults.read(self.name(), "history")?;
         self.inner.entry_history(key).await
     }
     async fn put(&self, key: &str, value: bytes::Bytes) -> hive_kv::Result<u64> {
@@ -811,7 +816,7 @@ impl hive_kv::Bucket for FaultyBucket {
         self.inner.purge(key, expected).await
     }
     async fn keys(&self, prefix: Option<&str>) -> hive_kv::Result<Vec<String>> {
-        self.faults.read("keys")?;
+        self.faults.read(self.name(), "keys")?;
         self.inner.keys(prefix).await
     }
     async fn watch(
@@ -820,12 +825,18 @@ impl hive_kv::Bucket for FaultyBucket {
         from: hive_kv::WatchFrom,
     ) -> hive_kv::Result<futures::stream::BoxStream<'static, hive_kv::Result<hive_kv::Entry>>> {
         use futures::StreamExt as _;
-        self.faults.read("watch")?;
+        self.faults.read(self.name(), "watch")?;
         let inner = self.inner.watch(prefix, from).await?;
         // A watch that is live when the store goes down fails, as a NATS watch would.
         let mut down = self.faults.0.subscribe();
+        let name = self.name().to_owned();
         let outage = futures::stream::once(async move {
-            if down.wait_for(|f| *f == Fault::Down).await.is_err() {
+            let is_down = |f: &Fault| match *f {
+                Fault::Down => true,
+                Fault::DownIn(prefix) => name.starts_with(prefix),
+                _ => false,
+            };
+            if down.wait_for(is_down).await.is_err() {
                 std::future::pending::<()>().await;
             }
             Err(Faults::unavailable("watch"))
