@@ -55,7 +55,7 @@ pub const AUTH_CACHE_MAX_AGE: Duration = Duration::from_secs(1);
 const AUTH_CACHE_CAPACITY: usize = 16_384;
 
 /// The account Hive serves (the setup guide's account).
-pub const ACCOUNT_ID: &str = hive_iam::identity::DEFAULT_ACCOUNT_ID;
+pub use hive_node::bootstrap::ACCOUNT_ID;
 
 /// Shared server state; cheap to clone through `Arc<App>`.
 pub struct App {

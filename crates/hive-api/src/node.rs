@@ -223,7 +223,10 @@ async fn prepare_with(
         server = server.endpoint(BOOTSTRAP_PATH, Arc::new(endpoint));
     }
     if let Some(sync) = netsync {
-        server = server.endpoint(crate::netsync::METRICS_PATH, sync.metrics_endpoint());
+        server = server.endpoint(
+            crate::netsync::METRICS_PATH,
+            crate::netsync::metrics_endpoint(&sync),
+        );
         sync.detach();
     }
     let mut scheme = "http";

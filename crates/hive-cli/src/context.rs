@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use hive_api::config::{Config, Overrides};
 use hive_iam_store::IamRepo;
 use hive_kv::KvStore;
+use hive_node::config::{Config, Overrides};
 
 use crate::cli::Global;
 use crate::error::CliError;
@@ -40,7 +40,7 @@ impl Context {
 
     /// Open the configured store (the embedded one in the data directory, or JetStream).
     pub async fn store(&self) -> Result<Arc<dyn KvStore>, CliError> {
-        Ok(hive_api::storage::open(&self.config.storage).await?.0)
+        Ok(hive_node::storage::open(&self.config.storage).await?.0)
     }
 
     /// The identity repository over the guide's buckets (created when missing, with the
@@ -52,7 +52,7 @@ impl Context {
 
     /// [`Context::iam`] over an already opened store.
     pub async fn iam_on(&self, store: &dyn KvStore) -> Result<IamRepo, CliError> {
-        let keyring = hive_api::bootstrap::load_keyring(&self.config)?;
+        let keyring = hive_node::bootstrap::load_keyring(&self.config)?;
         let buckets = self
             .config
             .iam

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 pub enum CliError {
     /// The configuration could not be loaded.
     #[error(transparent)]
-    Config(#[from] hive_api::config::ConfigError),
+    Config(#[from] hive_node::config::ConfigError),
     /// The store could not be opened.
     #[error(transparent)]
-    Storage(#[from] hive_api::storage::StorageError),
+    Storage(#[from] hive_node::storage::StorageError),
     /// The sealing key or the bootstrap failed.
     #[error(transparent)]
-    Bootstrap(#[from] hive_api::bootstrap::BootstrapError),
+    Bootstrap(#[from] hive_node::bootstrap::BootstrapError),
     /// The store failed.
     #[error("storage: {0}")]
     Kv(#[from] hive_kv::KvError),

@@ -3,7 +3,7 @@
 //! Replaces the setup guide's manual `ovs-vsctl`, `ovs-ofctl` and `nats kv` steps, checks
 //! them, and administers everything the API does — composing the crates directly on the
 //! embedded store (`--data-dir`) or JetStream (`--nats-url`), with the server's configuration
-//! and precedence (`hive_api::config`).
+//! and precedence (`hive_node::config`).
 //!
 //! - `init`: buckets, the account and its admin (the server's own bootstrap), the default
 //!   network.

@@ -96,14 +96,14 @@ impl Node {
     }
 
     /// The configuration `hive-cli` sees, for an in-process server on the same store.
-    fn config(&self) -> hive_api::config::Config {
+    fn config(&self) -> hive_node::config::Config {
         let env: Vec<(String, String)> = self.env.clone();
-        let flags = hive_api::config::Overrides {
+        let flags = hive_node::config::Overrides {
             data_dir: Some(self.data_dir().to_owned()),
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             nats_url: None,
         };
-        let mut config = hive_api::config::Config::load(
+        let mut config = hive_node::config::Config::load(
             None,
             |k| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()),
             &flags,
@@ -468,7 +468,7 @@ fn doctor_passes_on_a_sandbox_and_names_what_breaks() {
     let node_config = node.config();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
-        let (store, _) = hive_api::storage::open(&node_config.storage)
+        let (store, _) = hive_node::storage::open(&node_config.storage)
             .await
             .expect("store");
         store

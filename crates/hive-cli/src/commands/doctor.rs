@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use hive_api::netsync::NetSyncOptions;
 use hive_iam::identity::{EntityKind, arn};
 use hive_kv::KvStore;
+use hive_node::netsync::NetSyncOptions;
 use hive_ovs::{OvsSwitch, Switch as _};
 
 use crate::cli::DoctorArgs;

@@ -116,8 +116,8 @@ async fn create_account(
     });
     let profile = format!("hive-{account_id}");
     // The credentials file is written before the account is recorded as bootstrapped.
-    let claimant = hive_api::bootstrap::Claimant::for_node(&ctx.config);
-    let made = hive_api::bootstrap::bootstrap_account(iam, account_id, &claimant, |key| {
+    let claimant = hive_node::bootstrap::Claimant::for_node(&ctx.config);
+    let made = hive_node::bootstrap::bootstrap_account(iam, account_id, &claimant, |key| {
         let id = &key.record.access_key_id;
         write_credentials(&path, &profile, id, &key.secret_access_key).map(|()| id.clone())
     })
@@ -151,7 +151,7 @@ fn write_credentials(
         "[{profile}]\naws_access_key_id = {access_key_id}\naws_secret_access_key = {}\n",
         secret.expose()
     ));
-    hive_api::bootstrap::write_exclusive(path, text.as_bytes()).map_err(|source| {
+    hive_node::bootstrap::write_exclusive(path, text.as_bytes()).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
             CliError::usage(
                 format!("{} exists already", path.display()),
@@ -696,7 +696,7 @@ async fn reseal(ctx: &Context, iam: &IamRepo, a: &ResealArgs) -> Result<(), CliE
             } else {
                 let (key, hex) = SealKey::generate(&mut rand::rngs::OsRng);
                 let text = zeroize::Zeroizing::new(format!("{}\n", hex.expose()));
-                hive_api::bootstrap::write_exclusive(path, text.as_bytes()).map_err(|source| {
+                hive_node::bootstrap::write_exclusive(path, text.as_bytes()).map_err(|source| {
                     CliError::File {
                         path: path.clone(),
                         source,
@@ -704,7 +704,7 @@ async fn reseal(ctx: &Context, iam: &IamRepo, a: &ResealArgs) -> Result<(), CliE
                 })?;
                 key
             };
-            let current = hive_api::bootstrap::load_keyring(&ctx.config)?;
+            let current = hive_node::bootstrap::load_keyring(&ctx.config)?;
             let store = ctx.store().await?;
             let buckets = ctx
                 .config

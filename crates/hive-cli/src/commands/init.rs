@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use hive_api::bootstrap::{AdminBootstrap, Claimant, bootstrap_admin};
+use hive_node::bootstrap::{AdminBootstrap, Claimant, bootstrap_admin};
 
 use crate::cli::InitArgs;
 use crate::context::Context;
@@ -38,16 +38,16 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
         } => (
             format!(
                 "bootstrapped account {}: user admin, access key {access_key_id}; credentials written to {} (profile {})",
-                hive_api::app::ACCOUNT_ID,
+                hive_node::bootstrap::ACCOUNT_ID,
                 path.display(),
-                hive_api::bootstrap::ADMIN_PROFILE
+                hive_node::bootstrap::ADMIN_PROFILE
             ),
             json!({"created": true, "access_key_id": access_key_id, "credentials_file": path}),
         ),
         AdminBootstrap::AlreadyDone => (
             format!(
                 "account {} already bootstrapped; nothing changed",
-                hive_api::app::ACCOUNT_ID
+                hive_node::bootstrap::ACCOUNT_ID
             ),
             json!({"created": false}),
         ),
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Context, args: &InitArgs) -> Result<(), CliError> {
                 format!(
                     "read {} or create a new key: hive-cli iam access-key create admin",
                     data_dir
-                        .join(hive_api::bootstrap::ADMIN_CREDENTIALS_FILE)
+                        .join(hive_node::bootstrap::ADMIN_CREDENTIALS_FILE)
                         .display()
                 ),
             ));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use hive_api::netsync::{NetSyncOptions, SwitchFacts, compiled_program, read_switch_facts};
+use hive_node::netsync::{NetSyncOptions, SwitchFacts, compiled_program, read_switch_facts};
 use hive_ovs::{DryRunSwitch, HostConfig, OvsSwitch, Switch, host_plan};
 
 use crate::cli::OvsCommand;

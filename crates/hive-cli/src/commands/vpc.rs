@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use hive_api::netsync::{NetSyncOptions, SwitchFacts, compiled_program, read_switch_facts};
 use hive_kv::KvStore;
+use hive_node::netsync::{NetSyncOptions, SwitchFacts, compiled_program, read_switch_facts};
 use hive_ovs::{OvsSwitch, Switch as _};
 use hive_vpc::compile::{NodeState, ROUTER_MAC};
 use hive_vpc::eni::CreateInterface;
@@ -436,7 +436,7 @@ fn live_switch(ctx: &Context) -> Result<OvsSwitch, CliError> {
 
 /// `vpc nodes`: the node registry and the bindings per node.
 async fn nodes(ctx: &Context, store: &dyn KvStore) -> Result<(), CliError> {
-    let plane = hive_api::netsync::node_plane(store, &ctx.config)
+    let plane = hive_node::netsync::node_plane(store, &ctx.config)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let live = plane.registry.live_nodes().await?;
@@ -486,10 +486,10 @@ pub async fn with_remotes(
     if facts.tunnels.is_empty() {
         return Ok(facts);
     }
-    let plane = hive_api::netsync::node_plane(store, &ctx.config)
+    let plane = hive_node::netsync::node_plane(store, &ctx.config)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
-    Ok(hive_api::netsync::with_cluster(facts, &plane).await?)
+    Ok(hive_node::netsync::with_cluster(facts, &plane).await?)
 }
 
 /// The node's program: bound ports and gateway from the live bridge when Open vSwitch is

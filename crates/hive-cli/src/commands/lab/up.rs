@@ -233,12 +233,12 @@ fn build(names: &Names, state: &mut LabState, nodes: usize) -> Result<(), LabErr
     let made = state
         .node(1)?
         .data_dir
-        .join(hive_api::bootstrap::ADMIN_CREDENTIALS_FILE);
+        .join(hive_node::bootstrap::ADMIN_CREDENTIALS_FILE);
     let text = std::fs::read_to_string(&made).map_err(|e| LabError::Start {
         what: "the admin bootstrap".into(),
         detail: format!("node 1 wrote no {} ({e})", made.display()),
     })?;
-    let credentials = state.dir.join(hive_api::bootstrap::ADMIN_CREDENTIALS_FILE);
+    let credentials = state.dir.join(hive_node::bootstrap::ADMIN_CREDENTIALS_FILE);
     sys::write_private(&credentials, &text)?;
     state.credentials = Some(credentials);
     for i in 2..=nodes {
@@ -422,7 +422,7 @@ pub fn summary(state: &LabState) -> (String, Value) {
     let first = endpoints.first().cloned().unwrap_or_default();
     let export = format!(
         "export AWS_SHARED_CREDENTIALS_FILE={creds} AWS_PROFILE={} AWS_DEFAULT_REGION=us-east-1",
-        hive_api::bootstrap::ADMIN_PROFILE
+        hive_node::bootstrap::ADMIN_PROFILE
     );
     let example = format!("aws --endpoint-url {first} ec2 describe-vpcs");
     let mut text = format!(
@@ -452,7 +452,7 @@ pub fn summary(state: &LabState) -> (String, Value) {
         "endpoints": endpoints,
         "nats_urls": state.nats_urls(),
         "credentials_file": creds,
-        "profile": hive_api::bootstrap::ADMIN_PROFILE,
+        "profile": hive_node::bootstrap::ADMIN_PROFILE,
         "region": "us-east-1",
         "nat": state.nat,
         "metadata": state.metadata,

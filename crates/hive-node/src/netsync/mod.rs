@@ -47,8 +47,6 @@ pub use source::SwitchFacts;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use hive_ovs::{DatapathType, OvsConfig, OvsError, OvsSwitch, Switch};
@@ -58,13 +56,10 @@ use hive_vpc::error::VpcError;
 use hive_vpc::flow::FlowProgram;
 use hive_vpc::model::{MacAddr, NetworkInterfaceId};
 use hive_vpc_store::VpcRepo;
-use hyper::{HeaderMap, Method, StatusCode};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::ApiError;
 use crate::retry::{Backoff, retry_while};
-use crate::server::{Endpoint, EndpointReply};
 
 /// Consecutive failures to compile the desired state after which the bridge fails closed.
 const COMPILE_FAILURES_BEFORE_FAIL_CLOSED: u32 = 3;
@@ -388,12 +383,10 @@ impl NetSync {
         }
     }
 
-    /// The `GET` endpoint serving [`NetSyncStatus::render_prometheus`] (at [`METRICS_PATH`]
-    /// beside the server's `/metrics`); it follows the sync for as long as the sync runs.
-    pub fn metrics_endpoint(&self) -> Arc<dyn Endpoint> {
-        Arc::new(MetricsEndpoint {
-            shared: Arc::clone(&self.shared),
-        })
+    /// A handle on the sync's status that outlives borrows of the sync (what a metrics
+    /// endpoint follows for as long as the sync runs).
+    pub fn status_handle(&self) -> StatusHandle {
+        StatusHandle(Arc::clone(&self.shared))
     }
 
     /// Let the sync run for the rest of the runtime's life without a handle (for a server
@@ -429,28 +422,24 @@ impl Drop for NetSync {
 /// `/metrics`; counts and durations only).
 pub const METRICS_PATH: &str = "/metrics/netsync";
 
-/// Serves the sync's status as Prometheus text.
-struct MetricsEndpoint {
-    shared: Arc<Shared>,
+/// A clonable view of a running sync's status.
+#[derive(Clone)]
+pub struct StatusHandle(Arc<Shared>);
+
+impl std::fmt::Debug for StatusHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusHandle").finish_non_exhaustive()
+    }
 }
 
-#[async_trait]
-impl Endpoint for MetricsEndpoint {
-    async fn call(&self, method: &Method, _headers: &HeaderMap, _body: &[u8]) -> EndpointReply {
-        if method != Method::GET {
-            return EndpointReply::Error(ApiError::method_not_allowed());
-        }
-        let text = self
-            .shared
+impl StatusHandle {
+    /// The status now.
+    pub fn status(&self) -> NetSyncStatus {
+        self.0
             .status
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .render_prometheus();
-        EndpointReply::Ok {
-            status: StatusCode::OK,
-            content_type: "text/plain; version=0.0.4",
-            body: Bytes::from(text),
-        }
+            .clone()
     }
 }
 
@@ -526,45 +515,6 @@ async fn run_when_ready<F, Fut>(
         plane,
     };
     worker.run(stop).await;
-}
-
-/// Start the switch sync of a node when `[vpc] enabled` (with the repository EC2 uses, and
-/// the node registry on the same store), or `None` when the network plane is disabled or the
-/// bridge's name is unusable. A store that is not ready yet is waited for in the background
-/// ([`NetSync::start_when_ready`]); the server keeps serving meanwhile. Open vSwitch is found
-/// through `OVS_RUNDIR` like the OVS tools; its absence is reported once by the sync.
-pub fn start_for_node(
-    ec2: &Arc<crate::ec2::Ec2Service>,
-    store: &Arc<dyn hive_kv::KvStore>,
-    config: &Arc<crate::config::Config>,
-) -> Option<NetSync> {
-    let vpc = &config.vpc;
-    if !vpc.enabled {
-        tracing::info!("[vpc] enabled = false: the switch is not programmed");
-        return None;
-    }
-    let (ec2, store, config) = (Arc::clone(ec2), Arc::clone(store), Arc::clone(config));
-    let options = NetSyncOptions::from_config(&config.vpc);
-    let open = move || {
-        let (ec2, store, config) = (Arc::clone(&ec2), Arc::clone(&store), Arc::clone(&config));
-        async move {
-            let repo = ec2.repo().await?;
-            let plane = node_plane(store.as_ref(), &config).await?;
-            tracing::info!(
-                node = %plane.name,
-                tunnel_ip = ?plane.config.tunnel_ip,
-                "joining the node registry"
-            );
-            Ok((repo.as_ref().clone(), Some(plane)))
-        }
-    };
-    match NetSync::start_when_ready(options, open) {
-        Ok(sync) => Some(sync),
-        Err(e) => {
-            tracing::error!(error = %e, "switch sync not started");
-            None
-        }
-    }
 }
 
 /// This node's identity (`[node]`, the host name when `name` is empty) and the node registry

@@ -18,7 +18,7 @@ pub enum Backend {
     Sqlite,
     /// NATS JetStream KV.
     Nats,
-    /// A store the caller opened ([`crate::node::start_on`]).
+    /// A store the caller opened (`hive_api::node::start_on`).
     Given,
 }
 
@@ -104,7 +104,6 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::{KvReadiness, Readiness};
 
     #[tokio::test]
     async fn sqlite_is_the_default_and_is_ready() {
@@ -116,7 +115,10 @@ mod tests {
         let (store, backend) = open(&config).await.expect("open sqlite");
         assert_eq!(backend, Backend::Sqlite);
         assert!(config.data_dir.join(hive_kv::sqlite::DB_FILE).exists());
-        KvReadiness::new(store).check().await.expect("ready");
+        assert!(matches!(
+            store.bucket_config("absent").await,
+            Err(hive_kv::KvError::BucketNotFound(_))
+        ));
     }
 
     #[tokio::test]

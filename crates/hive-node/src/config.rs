@@ -10,7 +10,7 @@
 //! 5. command-line flags (`--data-dir`, `--listen`, `--nats-url`).
 //!
 //! # Defaults
-//! `crates/hive-api/hive.example.toml` lists every key with its default (a test keeps it so).
+//! `crates/hive-node/hive.example.toml` lists every key with its default (a test keeps it so).
 //! The server listens on **127.0.0.1:8700** (loopback only: exposing it is a deliberate
 //! choice), keeps its embedded store in `./hive-data`, and accepts bodies up to 1 MiB.
 //!
