@@ -39,12 +39,10 @@ use hive_iam_store::{EffectivePolicies, TemporaryCredentials};
 
 use crate::app::App;
 use crate::error::ApiError;
+use crate::server::handler::action_table;
 use crate::server::{AwsService, RequestContext};
 use crate::wire::query::Params;
 use crate::wire::{Protocol, ServiceId, xml};
-
-/// The actions STS serves here.
-const ACTIONS: [&str; 3] = ["AssumeRole", "GetCallerIdentity", "GetSessionToken"];
 
 /// `GetSessionToken`'s limits for IAM users, in seconds (botocore `durationSecondsType`).
 const USER_SESSION_SECONDS: (i64, i64) = (900, 129_600);
@@ -428,11 +426,18 @@ impl AwsService for StsService {
     }
 
     fn action(&self, name: &str) -> Option<&'static str> {
-        ACTIONS.into_iter().find(|a| *a == name)
+        ACTIONS.iter().find(|a| **a == name).copied()
     }
 
     async fn call(&self, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
-        match ctx.action {
+        dispatch(self, ctx, params).await
+    }
+}
+
+action_table! {
+    /// Serve `ctx.action`.
+    async fn dispatch(sts: &StsService, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
+        dispatch ctx.action => {
             // Needs no permission, as on AWS.
             "GetCallerIdentity" => Ok(xml::query_response(
                 ServiceId::Sts,
@@ -444,9 +449,9 @@ impl AwsService for StsService {
                         .text("Arn", &ctx.caller.arn);
                 },
             )),
-            "GetSessionToken" => self.get_session_token(ctx, params).await,
-            "AssumeRole" => self.assume_role(ctx, params).await,
-            other => Err(ApiError::invalid_action(other, Protocol::Query)),
+            "GetSessionToken" => sts.get_session_token(ctx, params).await,
+            "AssumeRole" => sts.assume_role(ctx, params).await,
+            _ => Err(ApiError::invalid_action(ctx.action, Protocol::Query)),
         }
     }
 }

@@ -36,35 +36,8 @@ use crate::server::{AwsService, RequestContext};
 use crate::wire::ServiceId;
 use crate::wire::query::Params;
 
+use crate::server::handler::action_table;
 use call::Call;
-
-/// The actions this service implements.
-pub const ACTIONS: &[&str] = &[
-    "AuthorizeSecurityGroupEgress",
-    "AuthorizeSecurityGroupIngress",
-    "CreateNetworkInterface",
-    "CreateSecurityGroup",
-    "CreateSubnet",
-    "CreateTags",
-    "CreateVpc",
-    "DeleteNetworkInterface",
-    "DeleteSecurityGroup",
-    "DeleteSubnet",
-    "DeleteTags",
-    "DeleteVpc",
-    "DescribeNetworkInterfaces",
-    "DescribeSecurityGroupRules",
-    "DescribeSecurityGroups",
-    "DescribeSubnets",
-    "DescribeTags",
-    "DescribeVpcAttribute",
-    "DescribeVpcs",
-    "ModifyNetworkInterfaceAttribute",
-    "ModifySubnetAttribute",
-    "ModifyVpcAttribute",
-    "RevokeSecurityGroupEgress",
-    "RevokeSecurityGroupIngress",
-];
 
 /// The EC2 service.
 #[derive(Debug)]
@@ -187,16 +160,27 @@ impl AwsService for Ec2Service {
                 400,
             ));
         }
-        let repo = self.repo().await?;
-        self.ensure_default_network(&repo, &ctx.caller.account_id)
-            .await?;
-        let call = Call {
-            app: &self.app,
-            repo: &repo,
-            ctx,
-            params,
-        };
-        match ctx.action {
+        dispatch(self, ctx, params).await
+    }
+}
+
+/// EC2-dialect parameters decoded from form text, for the unit tests of the action modules.
+#[cfg(test)]
+pub(crate) fn test_params(text: &str) -> Params {
+    Params::parse(text.as_bytes())
+        .expect("valid form text")
+        .with_dialect(crate::wire::query::Dialect::Ec2)
+}
+
+action_table! {
+    /// Serve `ctx.action` on `service`'s repository, after the caller's default network.
+    async fn dispatch(service: &Ec2Service, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
+        prepare {
+            let repo = service.repo().await?;
+            service.ensure_default_network(&repo, &ctx.caller.account_id).await?;
+            let call = Call { app: &service.app, repo: &repo, ctx, params };
+        }
+        dispatch ctx.action => {
             "CreateVpc" => vpcs::create(&call).await,
             "DescribeVpcs" => vpcs::describe(&call).await,
             "DeleteVpc" => vpcs::delete(&call).await,
@@ -211,16 +195,16 @@ impl AwsService for Ec2Service {
             "DeleteSecurityGroup" => security_groups::delete(&call).await,
             "AuthorizeSecurityGroupIngress" => {
                 security_groups::authorize(&call, hive_vpc::model::Direction::Ingress).await
-            }
+            },
             "AuthorizeSecurityGroupEgress" => {
                 security_groups::authorize(&call, hive_vpc::model::Direction::Egress).await
-            }
+            },
             "RevokeSecurityGroupIngress" => {
                 security_groups::revoke(&call, hive_vpc::model::Direction::Ingress).await
-            }
+            },
             "RevokeSecurityGroupEgress" => {
                 security_groups::revoke(&call, hive_vpc::model::Direction::Egress).await
-            }
+            },
             "DescribeSecurityGroupRules" => security_groups::describe_rules(&call).await,
             "CreateNetworkInterface" => interfaces::create(&call).await,
             "DescribeNetworkInterfaces" => interfaces::describe(&call).await,
@@ -229,19 +213,11 @@ impl AwsService for Ec2Service {
             "CreateTags" => tags::create(&call).await,
             "DeleteTags" => tags::delete(&call).await,
             "DescribeTags" => tags::describe(&call).await,
-            other => Err(ApiError::new(
+            _ => Err(ApiError::new(
                 "UnsupportedOperation",
-                format!("The action {other} is not supported by Hive."),
+                format!("The action {} is not supported by Hive.", ctx.action),
                 400,
             )),
         }
     }
-}
-
-/// EC2-dialect parameters decoded from form text, for the unit tests of the action modules.
-#[cfg(test)]
-pub(crate) fn test_params(text: &str) -> Params {
-    Params::parse(text.as_bytes())
-        .expect("valid form text")
-        .with_dialect(crate::wire::query::Dialect::Ec2)
 }

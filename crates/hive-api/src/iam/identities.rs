@@ -24,79 +24,48 @@ use time::OffsetDateTime;
 use crate::app::App;
 use crate::error::ApiError;
 use crate::server::RequestContext;
+use crate::server::handler::action_table;
 use crate::wire::query::Params;
 use crate::wire::xml::{self, XmlWriter};
 use crate::wire::{Protocol, ServiceId};
 
-/// The actions served here.
-pub const ACTIONS: &[&str] = &[
-    "CreateUser",
-    "GetUser",
-    "ListUsers",
-    "UpdateUser",
-    "DeleteUser",
-    "CreateGroup",
-    "GetGroup",
-    "ListGroups",
-    "UpdateGroup",
-    "DeleteGroup",
-    "AddUserToGroup",
-    "RemoveUserFromGroup",
-    "ListGroupsForUser",
-    "CreateAccessKey",
-    "ListAccessKeys",
-    "UpdateAccessKey",
-    "DeleteAccessKey",
-    "GetAccessKeyLastUsed",
-    "TagUser",
-    "UntagUser",
-    "ListUserTags",
-    "TagRole",
-    "UntagRole",
-    "ListRoleTags",
-    "PutUserPermissionsBoundary",
-    "DeleteUserPermissionsBoundary",
-    "PutRolePermissionsBoundary",
-    "DeleteRolePermissionsBoundary",
-];
-
-/// Serve `ctx.action`.
-pub(super) async fn call(
-    app: &App,
-    ctx: &RequestContext,
-    params: &Params,
-) -> Result<String, ApiError> {
-    let h = Handler { app, ctx, params };
-    match ctx.action {
-        "CreateUser" => h.create_user().await,
-        "GetUser" => h.get_user().await,
-        "ListUsers" => h.list_users().await,
-        "UpdateUser" => h.update_user().await,
-        "DeleteUser" => h.delete_user().await,
-        "CreateGroup" => h.create_group().await,
-        "GetGroup" => h.get_group().await,
-        "ListGroups" => h.list_groups().await,
-        "UpdateGroup" => h.update_group().await,
-        "DeleteGroup" => h.delete_group().await,
-        "AddUserToGroup" => h.membership(true).await,
-        "RemoveUserFromGroup" => h.membership(false).await,
-        "ListGroupsForUser" => h.list_groups_for_user().await,
-        "CreateAccessKey" => h.create_access_key().await,
-        "ListAccessKeys" => h.list_access_keys().await,
-        "UpdateAccessKey" => h.update_access_key().await,
-        "DeleteAccessKey" => h.delete_access_key().await,
-        "GetAccessKeyLastUsed" => h.get_access_key_last_used().await,
-        "TagUser" => h.tag(EntityKind::User).await,
-        "UntagUser" => h.untag(EntityKind::User).await,
-        "ListUserTags" => h.list_tags(EntityKind::User).await,
-        "TagRole" => h.tag(EntityKind::Role).await,
-        "UntagRole" => h.untag(EntityKind::Role).await,
-        "ListRoleTags" => h.list_tags(EntityKind::Role).await,
-        "PutUserPermissionsBoundary" => h.boundary(EntityKind::User, true).await,
-        "DeleteUserPermissionsBoundary" => h.boundary(EntityKind::User, false).await,
-        "PutRolePermissionsBoundary" => h.boundary(EntityKind::Role, true).await,
-        "DeleteRolePermissionsBoundary" => h.boundary(EntityKind::Role, false).await,
-        other => Err(ApiError::invalid_action(other, Protocol::Query)),
+action_table! {
+    /// Serve `ctx.action`.
+    pub(super) async fn call(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
+        prepare {
+            let h = Handler { app, ctx, params };
+        }
+        dispatch ctx.action => {
+            "CreateUser" => h.create_user().await,
+            "GetUser" => h.get_user().await,
+            "ListUsers" => h.list_users().await,
+            "UpdateUser" => h.update_user().await,
+            "DeleteUser" => h.delete_user().await,
+            "CreateGroup" => h.create_group().await,
+            "GetGroup" => h.get_group().await,
+            "ListGroups" => h.list_groups().await,
+            "UpdateGroup" => h.update_group().await,
+            "DeleteGroup" => h.delete_group().await,
+            "AddUserToGroup" => h.membership(true).await,
+            "RemoveUserFromGroup" => h.membership(false).await,
+            "ListGroupsForUser" => h.list_groups_for_user().await,
+            "CreateAccessKey" => h.create_access_key().await,
+            "ListAccessKeys" => h.list_access_keys().await,
+            "UpdateAccessKey" => h.update_access_key().await,
+            "DeleteAccessKey" => h.delete_access_key().await,
+            "GetAccessKeyLastUsed" => h.get_access_key_last_used().await,
+            "TagUser" => h.tag(EntityKind::User).await,
+            "UntagUser" => h.untag(EntityKind::User).await,
+            "ListUserTags" => h.list_tags(EntityKind::User).await,
+            "TagRole" => h.tag(EntityKind::Role).await,
+            "UntagRole" => h.untag(EntityKind::Role).await,
+            "ListRoleTags" => h.list_tags(EntityKind::Role).await,
+            "PutUserPermissionsBoundary" => h.boundary(EntityKind::User, true).await,
+            "DeleteUserPermissionsBoundary" => h.boundary(EntityKind::User, false).await,
+            "PutRolePermissionsBoundary" => h.boundary(EntityKind::Role, true).await,
+            "DeleteRolePermissionsBoundary" => h.boundary(EntityKind::Role, false).await,
+            _ => Err(ApiError::invalid_action(ctx.action, Protocol::Query)),
+        }
     }
 }
 

@@ -28,104 +28,58 @@ use hive_iam_store::{PolicyEntity, PolicyUsage, Target};
 use crate::app::App;
 use crate::error::ApiError;
 use crate::server::RequestContext;
+use crate::server::handler::action_table;
 use crate::wire::query::Params;
 use crate::wire::xml::{self, XmlWriter};
 use crate::wire::{Protocol, ServiceId};
 
-/// The actions served here.
-pub const ACTIONS: &[&str] = &[
-    "CreateRole",
-    "GetRole",
-    "ListRoles",
-    "UpdateRole",
-    "UpdateRoleDescription",
-    "DeleteRole",
-    "UpdateAssumeRolePolicy",
-    "CreatePolicy",
-    "GetPolicy",
-    "ListPolicies",
-    "DeletePolicy",
-    "CreatePolicyVersion",
-    "GetPolicyVersion",
-    "ListPolicyVersions",
-    "DeletePolicyVersion",
-    "SetDefaultPolicyVersion",
-    "AttachUserPolicy",
-    "AttachGroupPolicy",
-    "AttachRolePolicy",
-    "DetachUserPolicy",
-    "DetachGroupPolicy",
-    "DetachRolePolicy",
-    "ListAttachedUserPolicies",
-    "ListAttachedGroupPolicies",
-    "ListAttachedRolePolicies",
-    "ListEntitiesForPolicy",
-    "PutUserPolicy",
-    "PutGroupPolicy",
-    "PutRolePolicy",
-    "GetUserPolicy",
-    "GetGroupPolicy",
-    "GetRolePolicy",
-    "ListUserPolicies",
-    "ListGroupPolicies",
-    "ListRolePolicies",
-    "DeleteUserPolicy",
-    "DeleteGroupPolicy",
-    "DeleteRolePolicy",
-    "SimulatePrincipalPolicy",
-    "SimulateCustomPolicy",
-    "GetAccountAuthorizationDetails",
-];
-
-/// Serve `ctx.action`.
-pub(super) async fn call(
-    app: &App,
-    ctx: &RequestContext,
-    params: &Params,
-) -> Result<String, ApiError> {
-    match ctx.action {
-        "CreateRole" => create_role(app, ctx, params).await,
-        "GetRole" => get_role(app, ctx, params).await,
-        "ListRoles" => list_roles(app, ctx, params).await,
-        "UpdateRole" => update_role(app, ctx, params).await,
-        "UpdateRoleDescription" => update_role_description(app, ctx, params).await,
-        "DeleteRole" => delete_role(app, ctx, params).await,
-        "UpdateAssumeRolePolicy" => update_assume_role_policy(app, ctx, params).await,
-        "CreatePolicy" => create_policy(app, ctx, params).await,
-        "GetPolicy" => get_policy(app, ctx, params).await,
-        "ListPolicies" => list_policies(app, ctx, params).await,
-        "DeletePolicy" => delete_policy(app, ctx, params).await,
-        "CreatePolicyVersion" => create_policy_version(app, ctx, params).await,
-        "GetPolicyVersion" => get_policy_version(app, ctx, params).await,
-        "ListPolicyVersions" => list_policy_versions(app, ctx, params).await,
-        "DeletePolicyVersion" => change_policy_version(app, ctx, params, false).await,
-        "SetDefaultPolicyVersion" => change_policy_version(app, ctx, params, true).await,
-        "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" => {
-            attach_policy(app, ctx, params, true).await
+action_table! {
+    /// Serve `ctx.action`.
+    pub(super) async fn call(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
+        dispatch ctx.action => {
+            "CreateRole" => create_role(app, ctx, params).await,
+            "GetRole" => get_role(app, ctx, params).await,
+            "ListRoles" => list_roles(app, ctx, params).await,
+            "UpdateRole" => update_role(app, ctx, params).await,
+            "UpdateRoleDescription" => update_role_description(app, ctx, params).await,
+            "DeleteRole" => delete_role(app, ctx, params).await,
+            "UpdateAssumeRolePolicy" => update_assume_role_policy(app, ctx, params).await,
+            "CreatePolicy" => create_policy(app, ctx, params).await,
+            "GetPolicy" => get_policy(app, ctx, params).await,
+            "ListPolicies" => list_policies(app, ctx, params).await,
+            "DeletePolicy" => delete_policy(app, ctx, params).await,
+            "CreatePolicyVersion" => create_policy_version(app, ctx, params).await,
+            "GetPolicyVersion" => get_policy_version(app, ctx, params).await,
+            "ListPolicyVersions" => list_policy_versions(app, ctx, params).await,
+            "DeletePolicyVersion" => change_policy_version(app, ctx, params, false).await,
+            "SetDefaultPolicyVersion" => change_policy_version(app, ctx, params, true).await,
+            "AttachUserPolicy" | "AttachGroupPolicy" | "AttachRolePolicy" => {
+                attach_policy(app, ctx, params, true).await
+            },
+            "DetachUserPolicy" | "DetachGroupPolicy" | "DetachRolePolicy" => {
+                attach_policy(app, ctx, params, false).await
+            },
+            "ListAttachedUserPolicies" | "ListAttachedGroupPolicies" | "ListAttachedRolePolicies" => {
+                list_attached_policies(app, ctx, params).await
+            },
+            "ListEntitiesForPolicy" => list_entities_for_policy(app, ctx, params).await,
+            "PutUserPolicy" | "PutGroupPolicy" | "PutRolePolicy" => {
+                put_inline_policy(app, ctx, params).await
+            },
+            "GetUserPolicy" | "GetGroupPolicy" | "GetRolePolicy" => {
+                get_inline_policy(app, ctx, params).await
+            },
+            "ListUserPolicies" | "ListGroupPolicies" | "ListRolePolicies" => {
+                list_inline_policies(app, ctx, params).await
+            },
+            "DeleteUserPolicy" | "DeleteGroupPolicy" | "DeleteRolePolicy" => {
+                delete_inline_policy(app, ctx, params).await
+            },
+            "SimulatePrincipalPolicy" => simulate_principal_policy(app, ctx, params).await,
+            "SimulateCustomPolicy" => simulate_custom_policy(app, ctx, params).await,
+            "GetAccountAuthorizationDetails" => account_authorization_details(app, ctx, params).await,
+            _ => Err(ApiError::invalid_action(ctx.action, Protocol::Query)),
         }
-        "DetachUserPolicy" | "DetachGroupPolicy" | "DetachRolePolicy" => {
-            attach_policy(app, ctx, params, false).await
-        }
-        "ListAttachedUserPolicies" | "ListAttachedGroupPolicies" | "ListAttachedRolePolicies" => {
-            list_attached_policies(app, ctx, params).await
-        }
-        "ListEntitiesForPolicy" => list_entities_for_policy(app, ctx, params).await,
-        "PutUserPolicy" | "PutGroupPolicy" | "PutRolePolicy" => {
-            put_inline_policy(app, ctx, params).await
-        }
-        "GetUserPolicy" | "GetGroupPolicy" | "GetRolePolicy" => {
-            get_inline_policy(app, ctx, params).await
-        }
-        "ListUserPolicies" | "ListGroupPolicies" | "ListRolePolicies" => {
-            list_inline_policies(app, ctx, params).await
-        }
-        "DeleteUserPolicy" | "DeleteGroupPolicy" | "DeleteRolePolicy" => {
-            delete_inline_policy(app, ctx, params).await
-        }
-        "SimulatePrincipalPolicy" => simulate_principal_policy(app, ctx, params).await,
-        "SimulateCustomPolicy" => simulate_custom_policy(app, ctx, params).await,
-        "GetAccountAuthorizationDetails" => account_authorization_details(app, ctx, params).await,
-        other => Err(ApiError::invalid_action(other, Protocol::Query)),
     }
 }
 

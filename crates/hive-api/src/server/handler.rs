@@ -239,6 +239,50 @@ impl Readiness for KvReadiness {
     }
 }
 
+/// One table per family of actions: every row names an action (or several sharing a handler)
+/// and the expression serving it. The macro makes the family's `ACTIONS` list and its dispatch
+/// function from the same rows, so what a service advertises and what it serves cannot
+/// disagree. An optional `prepare` block runs before the dispatch (e.g. opening a
+/// repository); the `_` arm answers an action the table lacks.
+///
+/// ```ignore
+/// action_table! {
+///     /// Serve `ctx.action`.
+///     pub(super) async fn call(app: &App, ctx: &RequestContext, params: &Params) -> Result<String, ApiError> {
+///         dispatch ctx.action => {
+///             "GetRole" => get_role(app, ctx, params).await,
+///             "AttachUserPolicy" | "AttachRolePolicy" => attach(app, ctx, params).await,
+///             _ => Err(ApiError::invalid_action(ctx.action, Protocol::Query)),
+///         }
+///     }
+/// }
+/// ```
+macro_rules! action_table {
+    (
+        $(#[$doc:meta])*
+        $vis:vis async fn $name:ident($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty {
+            $(prepare { $($prepare:stmt;)* })?
+            dispatch $on:expr => {
+                $($action:literal $(| $alias:literal)* => $serve:expr,)+
+                _ => $fallback:expr $(,)?
+            }
+        }
+    ) => {
+        /// The actions this table serves: the rows of its dispatch.
+        pub const ACTIONS: &[&str] = &[$($action, $($alias,)*)+];
+
+        $(#[$doc])*
+        $vis async fn $name($($arg: $ty),*) -> $ret {
+            $($($prepare)*)?
+            match $on {
+                $($action $(| $alias)* => $serve,)+
+                _ => $fallback,
+            }
+        }
+    };
+}
+pub(crate) use action_table;
+
 #[cfg(test)]
 mod tests {
     use super::*;
