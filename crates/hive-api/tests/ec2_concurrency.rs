@@ -12,7 +12,7 @@ mod e2e;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use e2e::{Node, NodeOpts, admin_credentials, boto3};
+use e2e::{Node, NodeOpts, admin_credentials, boto3, start_together};
 use hive_kv::testing::{NatsCluster, current_nats_server, debian_nats_server};
 
 /// Interfaces made (each allocates an address and a MAC).
@@ -36,13 +36,7 @@ fn nodes_on(cluster: &NatsCluster, dir: &Path, replicas: usize) -> Vec<Node> {
             NodeOpts::on_nats(dir, url, '5', &extra)
         })
         .collect();
-    std::thread::scope(|s| {
-        let started: Vec<_> = opts.iter().map(|o| s.spawn(|| Node::start(o))).collect();
-        started
-            .into_iter()
-            .map(|h| h.join().expect("a node starts"))
-            .collect()
-    })
+    start_together(&opts)
 }
 
 fn allocate_without_duplicates(server: &Path, replicas: usize) {

@@ -13,7 +13,7 @@ mod e2e;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use e2e::{Creds, Node, NodeOpts, admin_credentials, boto3, parse_profile};
+use e2e::{Creds, Node, NodeOpts, admin_credentials, boto3, parse_profile, start_together};
 use hive_kv::testing::{NatsCluster, current_nats_server};
 
 fn current_cluster() -> NatsCluster {
@@ -34,17 +34,6 @@ fn opts_for(cluster: &NatsCluster, i: usize, dir: &Path, data_dir: PathBuf) -> N
     );
     opts.data_dir = data_dir;
     opts
-}
-
-/// Starts `opts` all at once.
-fn start_together(opts: &[NodeOpts]) -> Vec<Node> {
-    std::thread::scope(|s| {
-        let started: Vec<_> = opts.iter().map(|o| s.spawn(|| Node::start(o))).collect();
-        started
-            .into_iter()
-            .map(|h| h.join().expect("a node starts"))
-            .collect()
-    })
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {

@@ -92,6 +92,18 @@ impl NodeOpts {
     }
 }
 
+/// Starts one process per entry of `opts`, all at once (as processes racing at a cluster's
+/// start do), and waits until each is healthy.
+pub fn start_together(opts: &[NodeOpts]) -> Vec<Node> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = opts.iter().map(|o| s.spawn(|| Node::start(o))).collect();
+        started
+            .into_iter()
+            .map(|h| h.join().expect("a node starts"))
+            .collect()
+    })
+}
+
 /// A running `hive-api` process, killed on drop.
 pub struct Node {
     child: Child,
