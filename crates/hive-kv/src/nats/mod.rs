@@ -115,13 +115,16 @@ fn stream_name(bucket: &str) -> String {
 /// (code 10071), or the code current servers answer instead (10164, "wrong last sequence"),
 /// which the client reports as `Other`.
 fn is_wrong_last_sequence(e: &PublishError) -> bool {
-    const WRONG_LAST_SEQUENCE_CONSTANT: jetstream::ErrorCode = jetstream::ErrorCode(10164);
+    use jetstream::ErrorCode;
     e.kind() == PublishErrorKind::WrongLastSequence
         || std::error::Error::source(e)
             .and_then(|s| s.downcast_ref::<jetstream::Error>())
             .is_some_and(|s| {
-                s.error_code() == jetstream::ErrorCode::STREAM_WRONG_LAST_SEQUENCE
-                    || s.error_code() == WRONG_LAST_SEQUENCE_CONSTANT
+                [
+                    ErrorCode::STREAM_WRONG_LAST_SEQUENCE,
+                    ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT,
+                ]
+                .contains(&s.error_code())
             })
 }
 
