@@ -370,7 +370,7 @@ impl App {
 
     /// What the server knows of `ctx`'s request besides who asks for what (the global
     /// condition keys).
-    pub fn environment(&self, ctx: &RequestContext) -> hive_iam::request::Environment {
+    pub fn environment(&self, ctx: &RequestContext) -> hive_iam::request::Environment<'_> {
         hive_iam::request::Environment::at(self.now())
             .with_source_ip(ctx.client.map(|c| c.ip()))
             .with_secure_transport(self.config.server.tls_cert.is_some())

@@ -34,7 +34,7 @@ use crate::policy::{
 /// `aws:CurrentTime`/`aws:EpochTime`, `aws:SourceIp`, `aws:SecureTransport`,
 /// `aws:RequestedRegion`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Environment {
+pub struct Environment<'a> {
     /// When the request arrived.
     pub now: OffsetDateTime,
     /// The client's address, when known.
@@ -42,10 +42,10 @@ pub struct Environment {
     /// Whether the request came over TLS.
     pub secure_transport: bool,
     /// The region the request was signed for, when known.
-    pub region: Option<String>,
+    pub region: Option<&'a str>,
 }
 
-impl Environment {
+impl<'a> Environment<'a> {
     /// A request at `now`, nothing else known (what the CLI evaluates).
     pub fn at(now: OffsetDateTime) -> Self {
         Self {
@@ -72,8 +72,8 @@ impl Environment {
 
     /// The same, for `region`.
     #[must_use]
-    pub fn with_region(mut self, region: &str) -> Self {
-        self.region = Some(region.to_owned());
+    pub fn with_region(mut self, region: &'a str) -> Self {
+        self.region = Some(region);
         self
     }
 }
@@ -114,12 +114,12 @@ pub fn request_context<'a>(
     tags: impl IntoIterator<Item = &'a (impl AsRef<str> + 'a, impl AsRef<str> + 'a)>,
     action: &str,
     resource: &str,
-    env: &Environment,
+    env: &Environment<'_>,
 ) -> RequestContext {
     let mut request = RequestContext::new(policy_principal(identity, tags), action, resource)
         .with_current_time(env.now)
         .with_secure_transport(env.secure_transport);
-    if let Some(region) = &env.region {
+    if let Some(region) = env.region {
         request = request.with_requested_region(region);
     }
     if let Some(ip) = env.source_ip {
@@ -159,7 +159,7 @@ pub fn decide_assume_role(
     caller_policies: Authorizer<'_>,
     trust: &PolicySet,
     call: &AssumeRole<'_>,
-    env: &Environment,
+    env: &Environment<'_>,
 ) -> Result<(), &'static str> {
     let authorizer = caller_policies.cross_account(caller.account_id() != call.role_account_id);
     let mut actions = vec!["sts:AssumeRole"];
