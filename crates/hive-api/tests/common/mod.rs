@@ -90,11 +90,21 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
 /// starting node listens before it serves).
 pub async fn try_raw(addr: SocketAddr, request: &[u8], limit: Duration) -> Option<Reply> {
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream.write_all(request).await.ok()?;
-        let mut buf = Vec::new();
-        stream.read_to_end(&mut buf).await.ok()?;
-        Some(buf)
+        let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let (mut reader, mut writer) = stream.into_split();
+        // A server may answer (a 413 on the declared length) and close before it has read the
+        // whole request: the write then fails, and the answer must be read while writing, or
+        // the reset that the unread bytes cause can overtake it.
+        let write = async {
+            let _ = writer.write_all(request).await;
+        };
+        let read = async {
+            let mut buf = Vec::new();
+            let complete = reader.read_to_end(&mut buf).await.is_ok();
+            (complete || !buf.is_empty()).then_some(buf)
+        };
+        let ((), buf) = tokio::join!(write, read);
+        buf
     };
     let buf = tokio::time::timeout(limit, exchange).await.ok()??;
     Some(parse_reply(&buf))
